@@ -1,0 +1,82 @@
+# Every entry point of the project. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+
+SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+
+.PHONY: help setup lock testbed lint unit molecule $(addprefix molecule-,$(SCENARIOS)) \
+	integration e2e test demo demo-clean bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
+
+setup: $(STAMP) ## create .venv with the pinned Python tools and Ansible collections
+
+$(STAMP): requirements.txt
+	@echo ">> setup: creating $(VENV) with pinned dependencies"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+lock: ## re-resolve requirements.in into the pinned requirements.txt
+	$(PYTHON) -m venv /tmp/melk-lock-venv
+	/tmp/melk-lock-venv/bin/pip install -q -r requirements.in
+	{ echo "# Pinned with 'make lock' from requirements.in (Python 3.11)."; \
+	  /tmp/melk-lock-venv/bin/pip freeze; } > requirements.txt
+
+testbed: $(STAMP) ## a Docker engine that answers + the cached local base images
+	$(BIN)/python -m testbed prepare
+
+lint: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
+	@echo ">> lint: yamllint"
+	$(BIN)/yamllint --strict .
+	@echo ">> lint: ansible-lint (production profile, offline)"
+	$(BIN)/ansible-lint --offline --profile production -q
+	@echo ">> lint: ruff + mypy"
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy filter_plugins library testbed
+
+unit: $(STAMP) ## pytest on the pure Python (filters, modules, cdrunner)
+	$(BIN)/pytest tests/unit -q
+
+# Molecule scenarios run one after another: each starts a systemd container
+# with its own Docker engine, and two cores do not run two of them well.
+molecule: $(addprefix molecule-,$(SCENARIOS)) ## every Molecule scenario
+
+# Inner engines keep their images in named volumes melk-mol-*; each scenario
+# starts without them and removes them afterwards.
+$(addprefix molecule-,$(SCENARIOS)): molecule-%: testbed
+	@echo ">> molecule: scenario $*"
+	docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null
+	eval "$$($(BIN)/python -m testbed env)"; rc=0; $(BIN)/molecule test -s $* || rc=$$?; \
+	  docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null; exit $$rc
+
+integration: testbed ## playbook-level tests against containers (no SSH)
+	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/integration -q
+
+e2e: testbed ## end-to-end over SSH with a registry and load
+	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/e2e -q
+
+test: lint unit molecule ## every check: lint, unit, Molecule, end-to-end
+	@echo ">> make test: all checks passed"
+
+demo: testbed ## the main job on a local sandbox server
+	@echo "make demo is coming: it will provision a sandbox server, deploy, break and roll back."
+
+bench: testbed ## the deploy benchmark (not part of make test)
+	@echo "make bench is coming."
+
+clean: ## remove test containers and the venv (keeps cached base images)
+	-docker ps -aq --filter label=melk-testbed | xargs -r docker rm -f
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

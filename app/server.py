@@ -1,0 +1,102 @@
+"""melk-ai sample service: a tiny HTTP app for tests, the demo and the benchmark.
+
+Standard library only, so its image is the local python3 base plus this file.
+Endpoints: GET /health, GET /version (also /), GET /slow?ms=N (answers after N ms).
+Build-time switches (APP_MODE) make a release misbehave on purpose:
+  ok         healthy
+  unhealthy  /health always answers 503 (never passes a health gate)
+  crash      the process exits APP_CRASH_AFTER seconds after start
+  degrade    every request answers 500 from APP_DEGRADE_AFTER seconds after start
+On SIGTERM it stops accepting connections and finishes the requests in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+VERSION = os.environ.get("APP_VERSION", "dev")
+MODE = os.environ.get("APP_MODE", "ok")
+CRASH_AFTER = float(os.environ.get("APP_CRASH_AFTER", "1"))
+DEGRADE_AFTER = float(os.environ.get("APP_DEGRADE_AFTER", "8"))
+MAX_SLOW_MS = 10_000
+STARTED = time.monotonic()
+
+
+def degraded() -> bool:
+    return MODE == "degrade" and time.monotonic() - STARTED >= DEGRADE_AFTER
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "melk-ai-sample"
+
+    def _send(self, status: int, body: dict[str, object]) -> None:
+        data = (json.dumps(body) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        if degraded():
+            self._send(500, {"error": "degraded", "version": VERSION})
+            return
+        if url.path == "/health":
+            if MODE == "unhealthy":
+                self._send(503, {"status": "unhealthy", "version": VERSION})
+            else:
+                self._send(200, {"status": "ok", "version": VERSION})
+        elif url.path in ("/", "/version"):
+            self._send(200, self._version())
+        elif url.path == "/slow":
+            try:
+                ms = int(parse_qs(url.query).get("ms", ["500"])[0])
+            except ValueError:
+                ms = 500
+            time.sleep(min(max(ms, 0), MAX_SLOW_MS) / 1000)
+            self._send(200, {**self._version(), "slept_ms": ms})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def _version(self) -> dict[str, object]:
+        # Names of APP_* variables only: shows app_env arrived, never a value.
+        names = sorted(k for k in os.environ if k.startswith("APP_") and k not in _BUILD_VARS)
+        return {"version": VERSION, "mode": MODE, "env_names": names}
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # quiet: the load generator makes thousands of requests
+
+
+_BUILD_VARS = {"APP_VERSION", "APP_MODE", "APP_CRASH_AFTER", "APP_DEGRADE_AFTER"}
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT", "8000"))
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - in a container
+    server.daemon_threads = False  # server_close() waits for requests in flight
+    server.block_on_close = True
+
+    def stop(signum: int, _frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if MODE == "crash":
+        threading.Timer(CRASH_AFTER, lambda: os._exit(3)).start()
+    print(f"melk-ai sample {VERSION} ({MODE}) listening on :{port}", flush=True)
+    server.serve_forever()
+    server.server_close()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

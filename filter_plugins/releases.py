@@ -1,0 +1,706 @@
+"""Ansible filters for deploys: input validation, env files, blue/green slots and release history.
+
+Every public function here is a plain, pure function (no I/O, inputs never mutated) and is
+exposed by ``FilterModule`` as an Ansible filter of the same name, so it can be unit tested
+without Ansible running.
+
+Validators (``*_error``) return ``''`` when the value is valid and otherwise a one-line message
+that names the variable.  Messages never contain anything from ``app_env`` except key names,
+and for a key such as ``PASSWORD=...`` only the part before the ``=``.
+
+Release state is the JSON document kept on each host::
+
+    {"version": 1,
+     "current": {"sha", "slot", "image", "at", "by"} or null,
+     "history": [entry, ...]}          # newest first
+
+where an entry is ``{"sha", "image", "slot", "kind": "deploy"|"rollback",
+"status": "succeeded"|"failed", "at", "by", "message", "from_sha"}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+State = dict[str, Any]
+Entry = dict[str, Any]
+Release = dict[str, Any]
+
+STATE_VERSION = 1
+SLOTS = ("blue", "green")
+KINDS = ("deploy", "rollback")
+STATUSES = ("succeeded", "failed")
+ENTRY_KEYS = ("sha", "image", "slot", "kind", "status", "at", "by", "message", "from_sha")
+CURRENT_KEYS = ("sha", "slot", "image", "at", "by")
+RELEASE_KEYS = ("sha", "image", "slot", "at", "by")
+
+MAX_SHOWN = 64
+MAX_APP_NAME = 63
+MAX_HEALTH_PATH = 2048
+MAX_IMAGE = 255
+MAX_MESSAGE = 160
+
+SHA_RULE = "it must be 7 to 40 lowercase hex characters (0-9, a-f)"
+APP_NAME_RULE = (
+    f"it must be 1 to {MAX_APP_NAME} characters of lowercase letters, digits and '-', "
+    "starting with a letter or digit"
+)
+PORT_RULE = "it must be a whole number from 1 to 65535"
+ENV_KEY_RULE = "a name must be letters, digits and '_', and must not start with a digit"
+NO_SPACE_RULE = "it must not contain whitespace or control characters"
+IMAGE_EXAMPLE = "e.g. 'registry.test:5000/melk-ai'"
+
+_SHA_RE = re.compile(r"[0-9a-f]{7,40}")
+_APP_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
+_DIGITS_RE = re.compile(r"[0-9]{1,10}")
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IMAGE_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_IMAGE_DOMAIN_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?")
+
+
+class _StateError(ValueError):
+    """A problem inside a release state or entry; wrapped into AnsibleFilterError."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _type_name(value: object) -> str:
+    """A friendly type name (Ansible passes tagged subclasses of the builtins)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, Sequence):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _shown(value: object) -> str:
+    """The value's repr when it is short, otherwise only its length or type."""
+    if isinstance(value, str):
+        text = str(value)
+        if len(text) <= MAX_SHOWN:
+            return repr(text)
+        return f"(a string of {len(text)} characters)"
+    if value is None or isinstance(value, (bool, int, float)):
+        text = repr(value)
+        if len(text) <= MAX_SHOWN:
+            return text
+    return f"({_type_name(value)})"
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value == "")
+
+
+def _has_space_or_control(text: str) -> bool:
+    return any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def _as_int(value: object) -> int | None:
+    """An int (not a bool), or a string of at most 10 ASCII digits as -e passes it; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str) and _DIGITS_RE.fullmatch(value):
+        return int(value)
+    return None
+
+
+def _count(value: object, name: str, minimum: int) -> int:
+    """An int option (a string of digits is accepted, as ``-e`` passes strings)."""
+    number = _as_int(value)
+    if number is None:
+        raise AnsibleFilterError(f"{name} {_shown(value)} is invalid: it must be a whole number")
+    if number < minimum:
+        raise AnsibleFilterError(f"{name} {number} is invalid: it must be at least {minimum}")
+    return number
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- validators
+
+
+def sha_error(value: object, name: str = "sha") -> str:
+    """'' if value is a 7-40 character lowercase hex commit sha, else why not."""
+    if _missing(value):
+        return f"{name} is required: pass -e {name}=<7-40 lowercase hex characters>"
+    if isinstance(value, str):
+        if _SHA_RE.fullmatch(value):
+            return ""
+        return f"{name} {_shown(value)} is invalid: {SHA_RULE}"
+    return f"{name} {_shown(value)} is invalid: {SHA_RULE}, given as a string (quote it)"
+
+
+def app_name_error(value: object, name: str = "app_name") -> str:
+    """'' if value is a DNS-label-like app name (at most 63 characters), else why not."""
+    if _missing(value):
+        return f"{name} is required: {APP_NAME_RULE}"
+    if isinstance(value, str) and len(value) <= MAX_APP_NAME and _APP_NAME_RE.fullmatch(value):
+        return ""
+    return f"{name} {_shown(value)} is invalid: {APP_NAME_RULE}"
+
+
+def port_error(value: object, name: str = "app_port") -> str:
+    """'' if value is a TCP port 1..65535 (int, or a string of digits), else why not."""
+    if _missing(value):
+        return f"{name} is required: {PORT_RULE}"
+    number = _as_int(value)
+    if number is not None and 1 <= number <= 65535:
+        return ""
+    return f"{name} {_shown(value)} is invalid: {PORT_RULE}"
+
+
+def health_path_error(value: object, name: str = "health_path") -> str:
+    """'' if value is an absolute URL path without whitespace or control characters."""
+    example = "e.g. '/health'"
+    if _missing(value):
+        return f"{name} is required: it must be a URL path starting with '/' ({example})"
+    if not isinstance(value, str):
+        return f"{name} {_shown(value)} is invalid: it must be a string starting with '/'"
+    if not value.startswith("/"):
+        return f"{name} {_shown(value)} is invalid: it must start with '/' ({example})"
+    if _has_space_or_control(value):
+        return f"{name} {_shown(value)} is invalid: {NO_SPACE_RULE}"
+    if len(value) > MAX_HEALTH_PATH:
+        return f"{name} {_shown(value)} is invalid: it must be at most {MAX_HEALTH_PATH} characters"
+    return ""
+
+
+def _env_key_shown(key: object) -> str:
+    """A key for a message: never anything after an '=' (that could be a value)."""
+    if isinstance(key, str) and "=" in key:
+        return _shown(key.split("=", 1)[0] + "=...")
+    return _shown(key)
+
+
+def env_error(value: object, name: str = "app_env") -> str:
+    """'' if value is a mapping NAME -> scalar that fits a Docker env file, else why not.
+
+    Keys must match ``[A-Za-z_][A-Za-z0-9_]*``.  Values must be strings, numbers or
+    booleans without newlines or NUL.  The message names the offending key, never a value.
+    """
+    if not isinstance(value, Mapping):
+        return (
+            f"{name} is invalid: it must be a mapping of NAME: value pairs "
+            f"(use {{}} for none), not {_type_name(value)}"
+        )
+    for key, item in value.items():
+        if not isinstance(key, str) or not _ENV_KEY_RE.fullmatch(key):
+            return f"{name} key {_env_key_shown(key)} is invalid: {ENV_KEY_RULE}"
+        if isinstance(item, str):
+            if "\n" in item or "\r" in item or "\x00" in item:
+                return (
+                    f"{name} value for key {_shown(key)} is invalid: it contains a line break "
+                    "or NUL character, which an env file cannot hold"
+                )
+        elif not isinstance(item, (int, float)):  # bool is an int
+            return (
+                f"{name} value for key {_shown(key)} is invalid: it must be a string, number or "
+                f"boolean, not {_type_name(item)}"
+            )
+    return ""
+
+
+def _image_grammar_error(value: str) -> str:
+    parts = value.split("/")
+    first = parts[0]
+    if len(parts) > 1 and ("." in first or ":" in first or first == "localhost"):
+        if not _IMAGE_DOMAIN_RE.fullmatch(first):
+            return f"its registry host {first!r} is not a valid host[:port]"
+        parts = parts[1:]
+    for part in parts:
+        if not _IMAGE_COMPONENT_RE.fullmatch(part):
+            return (
+                f"its path component {part!r} must be lowercase letters and digits, "
+                "separated by '.', '_' or '-'"
+            )
+    return ""
+
+
+def image_error(value: object, name: str = "app_image") -> str:
+    """'' if value is an image repository without tag or digest, else why not.
+
+    A registry ``host:port/`` prefix is fine ('registry.test:5000/melk-ai'); a tag is not
+    ('melk-ai:v1'): the tag is always the release sha.
+    """
+    if _missing(value):
+        return f"{name} is required: give the image repository without a tag ({IMAGE_EXAMPLE})"
+    if not isinstance(value, str):
+        return f"{name} {_shown(value)} is invalid: it must be a string ({IMAGE_EXAMPLE})"
+    shown = _shown(value)
+    if _has_space_or_control(value):
+        return f"{name} {shown} is invalid: {NO_SPACE_RULE}"
+    if "@" in value:
+        return (
+            f"{name} {shown} is invalid: it must not include a digest ('@...'); "
+            f"give the repository only ({IMAGE_EXAMPLE})"
+        )
+    if ":" in value.rsplit("/", 1)[-1]:
+        return (
+            f"{name} {shown} is invalid: it must not include a tag; give the repository only "
+            f"({IMAGE_EXAMPLE}), the tag is the release sha"
+        )
+    if len(value) > MAX_IMAGE:
+        return f"{name} {shown} is invalid: it must be at most {MAX_IMAGE} characters"
+    grammar = _image_grammar_error(value)
+    if grammar:
+        return f"{name} {shown} is invalid: {grammar}"
+    return ""
+
+
+# --------------------------------------------------------------------------- env file
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return str(float(value))
+    return str(value)
+
+
+def env_file_content(app_env: Mapping[str, object]) -> str:
+    """app_env as a Docker env file: ``KEY=value`` lines sorted by key, '' when empty.
+
+    Values are written verbatim: ``docker run --env-file`` takes everything after the first
+    ``=`` literally (no quoting, no ``$`` expansion).  Booleans become ``true``/``false``.
+    Raises AnsibleFilterError (naming keys, never values) when env_error finds a problem.
+    """
+    error = env_error(app_env)
+    if error:
+        raise AnsibleFilterError(error)
+    return "".join(f"{key}={_env_value(app_env[key])}\n" for key in sorted(app_env))
+
+
+# --------------------------------------------------------------------------- slots
+
+
+def other_slot(slot: str | None) -> str:
+    """The slot to deploy into next: 'blue' <-> 'green'; 'blue' when nothing is live."""
+    if _missing(slot):
+        return "blue"
+    if slot == "blue":
+        return "green"
+    if slot == "green":
+        return "blue"
+    raise AnsibleFilterError(f"slot {_shown(slot)} is invalid: it must be 'blue' or 'green'")
+
+
+# --------------------------------------------------------------------------- release state
+
+
+def _empty_state() -> State:
+    return {"version": STATE_VERSION, "current": None, "history": []}
+
+
+def _text_field(data: Mapping[str, Any], where: str, key: str, default: str | None) -> str:
+    """A string field; default None means required and non-empty."""
+    value = data.get(key)
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value is None or value == "":
+        if default is None:
+            raise _StateError(f"{where}.{key} is missing")
+        return default
+    if not isinstance(value, str):
+        raise _StateError(f"{where}.{key} must be a string, not {_type_name(value)}")
+    return str(value)
+
+
+def _sha_field(data: Mapping[str, Any], where: str, key: str, optional: bool) -> str | None:
+    value = data.get(key)
+    if optional and _missing(value):
+        return None
+    if not isinstance(value, str) or not _SHA_RE.fullmatch(value):
+        raise _StateError(f"{where}.{key} {_shown(value)} is invalid: {SHA_RULE}")
+    return str(value)
+
+
+def _choice_field(
+    data: Mapping[str, Any], where: str, key: str, choices: tuple[str, ...], optional: bool
+) -> str | None:
+    value = data.get(key)
+    if optional and _missing(value):
+        return None
+    if not isinstance(value, str) or value not in choices:
+        allowed = " or ".join(repr(choice) for choice in choices)
+        raise _StateError(f"{where}.{key} {_shown(value)} is invalid: it must be {allowed}")
+    return str(value)
+
+
+def _extras(data: Mapping[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    """Unknown keys are kept (deep-copied) so that added fields survive a round trip."""
+    return {key: copy.deepcopy(value) for key, value in data.items() if key not in known}
+
+
+def _normalise_entry(raw: object, where: str) -> Entry:
+    if not isinstance(raw, Mapping):
+        raise _StateError(f"{where} must be a mapping, not {_type_name(raw)}")
+    status = _choice_field(raw, where, "status", STATUSES, optional=False)
+    entry: Entry = {
+        "sha": _sha_field(raw, where, "sha", optional=False),
+        "image": _text_field(raw, where, "image", default=None),
+        # a deploy can fail before its slot is known; a success always has one
+        "slot": _choice_field(raw, where, "slot", SLOTS, optional=status == "failed"),
+        "kind": _choice_field(raw, where, "kind", KINDS, optional=False),
+        "status": status,
+        "at": _text_field(raw, where, "at", default=""),
+        "by": _text_field(raw, where, "by", default=""),
+        "message": _text_field(raw, where, "message", default=""),
+        "from_sha": _sha_field(raw, where, "from_sha", optional=True),
+    }
+    entry.update(_extras(raw, ENTRY_KEYS))
+    return entry
+
+
+def _normalise_current(raw: object) -> dict[str, Any] | None:
+    if raw is None or (isinstance(raw, Mapping) and not raw):
+        return None
+    if not isinstance(raw, Mapping):
+        raise _StateError(f"current must be a mapping or null, not {_type_name(raw)}")
+    current: dict[str, Any] = {
+        "sha": _sha_field(raw, "current", "sha", optional=False),
+        "slot": _choice_field(raw, "current", "slot", SLOTS, optional=False),
+        "image": _text_field(raw, "current", "image", default=None),
+        "at": _text_field(raw, "current", "at", default=""),
+        "by": _text_field(raw, "current", "by", default=""),
+    }
+    current.update(_extras(raw, CURRENT_KEYS))
+    return current
+
+
+def _normalise_state(data: Mapping[str, Any]) -> State:
+    version = data.get("version", STATE_VERSION)
+    if isinstance(version, bool) or version != STATE_VERSION:
+        raise _StateError(
+            f"version {_shown(version)} is not supported (this playbook reads version "
+            f"{STATE_VERSION})"
+        )
+    history = data.get("history")
+    if history is None:
+        history = []
+    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        raise _StateError(f"history must be a list, not {_type_name(history)}")
+    state: State = {
+        "version": STATE_VERSION,
+        "current": _normalise_current(data.get("current")),
+        "history": [_normalise_entry(item, f"history[{i}]") for i, item in enumerate(history)],
+    }
+    state.update(_extras(data, ("version", "current", "history")))
+    return state
+
+
+def release_state(raw: object) -> State:
+    """Normalise the release state read from a host into a new, validated dict.
+
+    None, '' (or only whitespace) and {} give the empty state
+    ``{"version": 1, "current": None, "history": []}``.  A string is parsed as JSON; a mapping
+    is validated.  Missing keys are filled (``at``/``by``/``message`` with '', ``from_sha``
+    with None, ``current`` with None, ``history`` with []); unknown keys are kept.
+    Raises AnsibleFilterError when the document is corrupt.
+    """
+    hint = "repair the state file or move it aside (its history is then lost)"
+    data: object = raw
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            data = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise AnsibleFilterError(
+                f"release state is corrupt: it is not UTF-8 text; {hint}"
+            ) from None
+    if data is None:
+        return _empty_state()
+    if isinstance(data, str):
+        if not data.strip():
+            return _empty_state()
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise AnsibleFilterError(
+                f"release state is corrupt: it is not valid JSON ({exc.msg} at line "
+                f"{exc.lineno} column {exc.colno}); {hint}"
+            ) from None
+    if not isinstance(data, Mapping):
+        raise AnsibleFilterError(
+            f"release state is corrupt: it must be a JSON object, not {_type_name(data)}; {hint}"
+        )
+    try:
+        return _normalise_state(data)
+    except _StateError as exc:
+        raise AnsibleFilterError(f"release state is corrupt: {exc}; {hint}") from None
+
+
+def _trim_history(history: list[Entry], keep: int) -> list[Entry]:
+    seen: set[str] = set()
+    kept: list[Entry] = []
+    for entry in history:
+        if entry["status"] == "succeeded" and entry["sha"] not in seen:
+            seen.add(entry["sha"])
+            if len(seen) > keep:
+                break
+        kept.append(entry)
+    return kept[: max(keep * 4, 20)]
+
+
+def record_release(state: object, entry: Mapping[str, Any], keep: int = 5) -> State:
+    """A new state with entry (a deploy or rollback outcome) recorded; inputs are not changed.
+
+    The entry is validated and prepended to history (newest first).  When its status is
+    'succeeded', current becomes its ``{sha, slot, image, at, by}``; a failed entry leaves
+    current as it was.
+
+    History is then trimmed by this exact rule: walking from the newest entry, entries are
+    kept while the number of distinct shas of succeeded entries seen so far (counting the
+    entry being looked at) is at most ``keep``; the first entry that would bring in the
+    ``keep + 1``-th distinct succeeded sha and everything older are dropped.  Failed entries
+    in between are kept.  Finally, history is cut to at most ``max(keep * 4, 20)`` entries.
+    """
+    keep_count = _count(keep, "keep", minimum=1)
+    new_state = release_state(state)
+    try:
+        new_entry = _normalise_entry(entry, "entry")
+    except _StateError as exc:
+        raise AnsibleFilterError(f"release entry is invalid: {exc}") from None
+    if new_entry["status"] == "succeeded":
+        new_state["current"] = {key: new_entry[key] for key in CURRENT_KEYS}
+    new_state["history"] = _trim_history([new_entry, *new_state["history"]], keep_count)
+    return new_state
+
+
+def _release_item(source: Mapping[str, Any]) -> Release:
+    return {key: source[key] for key in RELEASE_KEYS}
+
+
+def _retained(state: State, keep: int) -> list[Release]:
+    items: list[Release] = []
+    seen: set[str] = set()
+    current = state["current"]
+    if current is not None:
+        items.append(_release_item(current))
+        seen.add(current["sha"])
+    for entry in state["history"]:
+        if len(items) >= keep:
+            break
+        if entry["status"] == "succeeded" and entry["sha"] not in seen:
+            seen.add(entry["sha"])
+            items.append(_release_item(entry))
+    return items[:keep]
+
+
+def retained_releases(state: object, keep: int = 5) -> list[Release]:
+    """The releases kept for rollback: distinct succeeded shas, newest first, at most keep.
+
+    Each item is ``{"sha", "image", "slot", "at", "by"}`` taken from the sha's newest
+    succeeded entry.  The current release, when there is one, is always first (its values
+    come from ``current``).
+    """
+    return _retained(release_state(state), _count(keep, "keep", minimum=1))
+
+
+def _current_sha(state: State) -> str | None:
+    current = state["current"]
+    return None if current is None else str(current["sha"])
+
+
+def _previous(retained: list[Release], current_sha: str | None) -> Release | None:
+    for item in retained:
+        if item["sha"] != current_sha:
+            return item
+    return None
+
+
+def previous_release(state: object) -> Release | None:
+    """The release that served before the current one, or None.
+
+    This is the first retained release (see retained_releases) whose sha differs from the
+    current sha, i.e. the second item when there is a current release.  Because a rollback
+    is recorded as a new succeeded entry, rolling back twice returns to where it started:
+    deploy A, deploy B, roll back (to A), roll back again (to B).
+    """
+    normalised = release_state(state)
+    return _previous(_retained(normalised, 2), _current_sha(normalised))
+
+
+def _listing(retained: list[Release], current_sha: str | None) -> str:
+    if not retained:
+        return "none"
+    parts = []
+    for item in retained:
+        details = ", ".join(str(part) for part in (item["at"], item["by"]) if part)
+        text = f"{item['sha']} ({details})" if details else str(item["sha"])
+        if item["sha"] == current_sha:
+            text += " (current)"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def resolve_release(state: object, prefix: str | None, keep: int = 5) -> Release:
+    """The retained release to roll back to.
+
+    With no prefix (None or ''), the previous release (see previous_release).  Otherwise
+    prefix must be 7-40 lowercase hex characters and is matched against the retained
+    releases' shas: a sha equal to prefix wins, else exactly one sha must start with it.
+    The item may be the current release; the caller decides what that means.
+    Raises AnsibleFilterError listing the retained releases when nothing (or more than one
+    release) matches.
+    """
+    normalised = release_state(state)
+    retained = _retained(normalised, _count(keep, "keep", minimum=1))
+    current_sha = _current_sha(normalised)
+    if _missing(prefix):
+        previous = _previous(retained, current_sha)
+        if previous is None:
+            raise AnsibleFilterError(
+                "no previous release to roll back to; retained releases: "
+                + _listing(retained, current_sha)
+            )
+        return previous
+    error = sha_error(prefix)
+    if error:
+        raise AnsibleFilterError(error)
+    for item in retained:
+        if item["sha"] == prefix:
+            return item
+    matches = [item for item in retained if str(item["sha"]).startswith(str(prefix))]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise AnsibleFilterError(
+            f"sha {prefix!r} matches no retained release; retained releases: "
+            + _listing(retained, current_sha)
+        )
+    shas = ", ".join(str(item["sha"]) for item in matches)
+    raise AnsibleFilterError(
+        f"sha {prefix!r} is ambiguous: it matches {shas}; give more characters"
+    )
+
+
+def _present_refs(present: object) -> list[str]:
+    if isinstance(present, str):
+        return [line.strip() for line in present.splitlines() if line.strip()]
+    if isinstance(present, Sequence) and not isinstance(present, (bytes, bytearray)):
+        return [str(ref) for ref in present if isinstance(ref, str)]
+    raise AnsibleFilterError(
+        f"present must be a list of image references, not {_type_name(present)}"
+    )
+
+
+def images_to_prune(
+    state: object,
+    keep: int = 5,
+    image_repo: str | None = None,
+    present: Sequence[str] | str | None = None,
+) -> list[str]:
+    """Image references that can be removed: not the image of any retained release.
+
+    Two uses:
+
+    * ``present`` not given (history mode): the images named by history entries (succeeded
+      or failed), deduplicated, oldest first, limited to ``image_repo:*`` when image_repo is
+      given.  It only sees what history still holds, so run it on a state whose history
+      has not yet been trimmed to ``keep`` (e.g. recorded with a larger keep).
+    * ``present`` given (host mode, the robust one): the refs in ``present`` (the images on
+      the host, a list or newline-separated text such as ``docker image ls --format
+      '{{.Repository}}:{{.Tag}}'`` output) that are ``image_repo:<tag>`` and neither a
+      retained release's image nor the current image; in the order given, deduplicated,
+      ``<none>`` tags skipped.  image_repo is required here so that only this app's images
+      are ever listed.
+    """
+    normalised = release_state(state)
+    retained = _retained(normalised, _count(keep, "keep", minimum=1))
+    keep_images = {str(item["image"]) for item in retained}
+    if normalised["current"] is not None:
+        keep_images.add(str(normalised["current"]["image"]))
+    if image_repo is not None and image_repo != "":
+        error = image_error(image_repo, name="image_repo")
+        if error:
+            raise AnsibleFilterError(error)
+    prefix = f"{image_repo}:" if image_repo else ""
+    if present is None:
+        candidates = [str(entry["image"]) for entry in reversed(normalised["history"])]
+    else:
+        if not prefix:
+            raise AnsibleFilterError(
+                "image_repo is required when present is given, so that only this app's "
+                "images are pruned"
+            )
+        candidates = [ref for ref in _present_refs(present) if ref != f"{prefix}<none>"]
+    result: list[str] = []
+    for ref in candidates:
+        if not ref.startswith(prefix) or ref == prefix:
+            continue
+        if ref not in keep_images and ref not in result:
+            result.append(ref)
+    return result
+
+
+def history_lines(state: object, limit: int = 10) -> list[str]:
+    """One line per history entry, newest first, at most limit lines, for status output.
+
+    ``2026-11-27T04:00:00Z  deploy    abc1234def56  succeeded  by alice@ctl``; a failed
+    entry ends with ``: <message>`` (flattened to one line and shortened).
+    """
+    normalised = release_state(state)
+    lines: list[str] = []
+    for entry in normalised["history"][: _count(limit, "limit", minimum=0)]:
+        line = (
+            f"{entry['at'] or '?':<20}  {entry['kind']:<8}  {entry['sha'][:12]:<12}  "
+            f"{entry['status']:<9}  by {entry['by'] or '?'}"
+        )
+        if entry["status"] == "failed" and entry["message"]:
+            line += f": {_one_line(entry['message'], MAX_MESSAGE)}"
+        lines.append(line)
+    return lines
+
+
+# --------------------------------------------------------------------------- plugin
+
+
+class FilterModule:
+    """Ansible filter plugin: each function above under its own name."""
+
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        functions: tuple[Callable[..., Any], ...] = (
+            sha_error,
+            app_name_error,
+            port_error,
+            health_path_error,
+            env_error,
+            image_error,
+            env_file_content,
+            other_slot,
+            release_state,
+            record_release,
+            retained_releases,
+            previous_release,
+            resolve_release,
+            images_to_prune,
+            history_lines,
+        )
+        return {function.__name__: function for function in functions}

@@ -1,0 +1,140 @@
+"""A local image registry (Debian's docker-registry, a real Distribution server).
+
+Two processes share one storage directory: one on 127.0.0.1 (the host's engine
+pushes there: loopback registries need no TLS) and one on the docker0 bridge
+address, which test servers reach as `registry.test` (--add-host
+registry.test:host-gateway) and list in their engine's insecure-registries.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from testbed import STATE_DIR, TestbedError, log
+
+PORT = 5055
+REGISTRY_HOST = "registry.test"
+DIR = STATE_DIR / "registry"
+
+
+def bridge_gateway() -> str:
+    """The docker0 address that host-gateway resolves to."""
+    out = subprocess.run(
+        [
+            "docker",
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            "{{(index .IPAM.Config 0).Gateway}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not out:
+        raise TestbedError("cannot read the docker0 bridge gateway address")
+    return out
+
+
+def push_address() -> str:
+    return f"127.0.0.1:{PORT}"
+
+
+def pull_address() -> str:
+    """How test servers name the registry."""
+    return f"{REGISTRY_HOST}:{PORT}"
+
+
+def _config(addr: str) -> str:
+    return f"""version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {DIR / "data"}
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: {addr}
+"""
+
+
+def answers(addr: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{addr}/v2/", timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _pidfile(name: str) -> Path:
+    return DIR / f"{name}.pid"
+
+
+def _running(name: str) -> bool:
+    try:
+        pid = int(_pidfile(name).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def start() -> None:
+    """Start both listeners unless they answer already."""
+    DIR.mkdir(parents=True, exist_ok=True)
+    (DIR / "data").mkdir(exist_ok=True)
+    listeners = {"loopback": push_address(), "bridge": f"{bridge_gateway()}:{PORT}"}
+    for name, addr in listeners.items():
+        if _running(name) and answers(addr):
+            continue
+        conf = DIR / f"{name}.yml"
+        conf.write_text(_config(addr))
+        with (DIR / f"{name}.log").open("ab") as out:
+            proc = subprocess.Popen(
+                ["docker-registry", "serve", str(conf)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        _pidfile(name).write_text(str(proc.pid))
+        deadline = time.monotonic() + 20
+        while not answers(addr):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise TestbedError(f"registry on {addr} did not start; see {DIR / name}.log")
+            time.sleep(0.2)
+        log(f"registry listening on {addr}")
+
+
+def stop() -> None:
+    """Stop both listeners (the stored images stay)."""
+    for name in ("loopback", "bridge"):
+        try:
+            pid = int(_pidfile(name).read_text())
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
+        for _ in range(50):
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.1)
+        _pidfile(name).unlink(missing_ok=True)
+
+
+def is_up() -> bool:
+    return answers(push_address())

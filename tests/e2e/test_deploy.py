@@ -1,0 +1,142 @@
+"""Deploys over real SSH, under load through the edge proxy (issue 3's acceptance).
+
+The tests run in file order against one server: v1, then v2 under load, then
+failures that must leave v2 serving.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from conftest import SENTINEL, Bed, Run, playbook_env
+
+from testbed import ROOT
+from testbed.load import Load, Report
+
+pytestmark = pytest.mark.e2e
+
+
+def under_load(bed: Bed, playbook: str, *extra: str) -> tuple[Run, Report]:
+    load = Load(bed.server.url, workers=4, slow_ms=400, max_seconds=240).start()
+    time.sleep(1.0)  # traffic is flowing before anything moves
+    run = bed.playbook(playbook, *extra)
+    time.sleep(1.0)  # and after
+    report = load.stop()
+    print(f"\n{playbook} {' '.join(extra)}: rc={run.rc} in {run.seconds:.1f} s; {report.summary()}")
+    return run, report
+
+
+def test_bad_input_is_refused_before_any_host_is_touched(bed: Bed) -> None:
+    before = bed.sh("ls -la --time-style=full-iso /opt/melk-ai")
+    cases = {
+        "sha='abc; touch /tmp/x'": ["-e", "sha='abc; touch /tmp/x'"],
+        "missing sha": [],
+        "upper case": ["-e", "sha=ABCDEF1"],
+        "too short": ["-e", "sha=abc123"],
+    }
+    for label, extra in cases.items():
+        run = bed.playbook("deploy.yml", *extra)
+        assert run.rc != 0, label
+        assert "Refused before any host was touched" in run.output, label
+        assert "sha" in run.output, label
+    assert bed.sh("ls -la --time-style=full-iso /opt/melk-ai") == before
+    assert bed.sh("test -e /tmp/x && echo yes || echo no").strip() == "no"
+
+
+def test_first_deploy_serves_v1(bed: Bed) -> None:
+    run = bed.playbook("deploy.yml", "-e", f"sha={bed.releases['v1']}")
+    assert run.rc == 0, run.output[-4000:]
+    assert bed.served_version() == "v1"
+    state = bed.state()
+    assert state["current"]["sha"] == bed.releases["v1"]
+
+
+def test_deploy_v2_under_load_drops_nothing(bed: Bed) -> None:
+    run, report = under_load(bed, "deploy.yml", "-e", f"sha={bed.releases['v2']}")
+    assert run.rc == 0, run.output[-4000:]
+    assert report.total > 50
+    assert report.failed == [], report.summary()
+    assert report.versions["v1"] > 0 and report.versions["v2"] > 0
+    assert bed.served_version() == "v2"
+    # the old release's container is gone, its image kept for rollback
+    names = bed.sh("docker ps -a --format '{{.Names}}'").split()
+    assert names == ["melk-ai-green"]
+    images = bed.sh("docker images --format '{{.Tag}}' registry.test:5055/melk-ai").split()
+    assert bed.releases["v1"] in images
+
+
+def test_release_that_never_gets_healthy_never_gets_traffic(bed: Bed) -> None:
+    run, report = under_load(bed, "deploy.yml", "-e", f"sha={bed.releases['unhealthy']}")
+    assert run.rc != 0
+    assert "health check failed" in run.output
+    assert report.failed == [], report.summary()
+    assert set(report.versions) == {"v2"}
+    assert bed.served_version() == "v2"
+    state = bed.state()
+    assert state["current"]["sha"] == bed.releases["v2"]
+    assert state["history"][0]["status"] == "failed"
+    assert state["history"][0]["sha"] == bed.releases["unhealthy"]
+
+
+def test_sha_not_in_registry_changes_nothing(bed: Bed) -> None:
+    before = bed.state()
+    run = bed.playbook("deploy.yml", "-e", "sha=" + "0" * 40)
+    assert run.rc != 0
+    assert "could not be pulled" in run.output
+    assert bed.state() == before
+    assert bed.served_version() == "v2"
+
+
+def test_concurrent_deploy_stops_on_the_lock(bed: Bed) -> None:
+    first = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/ansible-playbook"),
+            "-i",
+            str(bed.inventory),
+            str(ROOT / "playbooks/deploy.yml"),
+            "-e",
+            f"sha={bed.releases['v3']}",
+        ],
+        cwd=ROOT,
+        env=playbook_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "lock" not in bed.sh("ls /opt/melk-ai"):
+            assert first.poll() is None, "the first deploy ended before it took the lock"
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        state_before = bed.state()
+        second = bed.playbook("deploy.yml", "-e", f"sha={bed.releases['v1']}")
+        assert second.rc != 0
+        assert "deploy lock" in second.output and "is held by" in second.output
+        assert second.seconds < 5 + 5, f"second deploy took {second.seconds:.1f} s"
+        assert bed.state() == state_before
+    finally:
+        out, _ = first.communicate(timeout=300)
+    bed.outputs.append(out)
+    assert first.returncode == 0, out[-4000:]
+    assert bed.served_version() == "v3"
+    assert "lock" not in bed.sh("ls /opt/melk-ai")
+
+
+def test_app_env_reaches_the_app_and_never_the_output(bed: Bed) -> None:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{bed.server.url}/version", timeout=5) as resp:
+        body = json.loads(resp.read())
+    assert "APP_SECRET_TOKEN" in body["env_names"]
+    assert bed.outputs, "no playbook output was captured"
+    for output in bed.outputs:
+        assert SENTINEL not in output
+    assert SENTINEL not in bed.sh("cat /opt/melk-ai/releases.json")
+    mode = bed.sh("stat -c '%a %U' /opt/melk-ai/app.env").strip()
+    assert mode == "600 deploy"
+    labels = bed.sh("docker inspect --format '{{json .Config.Labels}}' melk-ai-blue melk-ai-green")
+    assert SENTINEL not in labels

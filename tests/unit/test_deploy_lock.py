@@ -1,0 +1,309 @@
+"""Unit tests for library/deploy_lock.py: the pure decisions and run() on a real directory."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import deploy_lock
+import pytest
+import yaml
+from deploy_lock import (
+    ABSENT,
+    CORRUPT,
+    CREATE,
+    FOREIGN,
+    HELD,
+    KEEP,
+    REMOVE,
+    age_text,
+    decide,
+    format_held_message,
+    lock_record,
+    params_error,
+    parse_lock,
+    parse_time,
+    run,
+)
+
+NOW = datetime(2026, 11, 27, 4, 0, 0, tzinfo=UTC)
+HOLDER = {
+    "owner": "alice@ctl",
+    "run_id": "run-a",
+    "purpose": "rollback",
+    "since": "2026-11-27T03:47:48Z",
+    "pid_host": "app1",
+}
+
+# --------------------------------------------------------------------------- pure functions
+
+
+@pytest.mark.parametrize(
+    ("existing", "state", "run_id", "corrupt", "action"),
+    [
+        (None, "acquire", "run-a", False, CREATE),
+        (HOLDER, "acquire", "run-a", False, KEEP),
+        (HOLDER, "acquire", "run-b", False, HELD),
+        ({"owner": "x"}, "acquire", "run-b", False, HELD),
+        (None, "acquire", "run-b", True, CORRUPT),
+        (None, "release", "run-a", False, ABSENT),
+        (HOLDER, "release", "run-a", False, REMOVE),
+        (HOLDER, "release", "run-b", False, FOREIGN),
+        (None, "release", "run-a", True, FOREIGN),
+        (None, "break", None, False, ABSENT),
+        (HOLDER, "break", None, False, REMOVE),
+        (None, "break", None, True, REMOVE),
+    ],
+)
+def test_decide(
+    existing: dict[str, Any] | None, state: str, run_id: str | None, corrupt: bool, action: str
+) -> None:
+    assert decide(existing, state, run_id, corrupt=corrupt) == action
+
+
+def test_decide_refuses_unknown_state() -> None:
+    with pytest.raises(ValueError, match="unknown state"):
+        decide(None, "steal", "run-a")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "an unknown time"),
+        (-5, "0s"),
+        (0, "0s"),
+        (45.9, "45s"),
+        (60, "1m 0s"),
+        (192, "3m 12s"),
+        (7500, "2h 5m"),
+        (86400 + 3 * 3600 + 59, "1d 3h"),
+    ],
+)
+def test_age_text(seconds: float | None, text: str) -> None:
+    assert age_text(seconds) == text
+
+
+def test_format_held_message_exact() -> None:
+    assert format_held_message("/srv/app/deploy.lock", HOLDER, NOW) == (
+        "deploy lock /srv/app/deploy.lock is held by alice@ctl (rollback, run run-a) since "
+        "2026-11-27T03:47:48Z (12m 12s ago). Another deploy or rollback is running on this "
+        "host. If that run is dead, break the lock with: -e deploy_lock_break=true"
+    )
+
+
+def test_format_held_message_with_missing_fields() -> None:
+    message = format_held_message("/l", {"since": "yesterday"}, NOW)
+    assert message.startswith("deploy lock /l is held by ? (?, run ?) since yesterday (an unknown")
+
+
+def test_parse_time() -> None:
+    assert parse_time("2026-11-27T03:47:48Z") == datetime(2026, 11, 27, 3, 47, 48, tzinfo=UTC)
+    assert parse_time("2026-11-27T03:47:48+00:00") == datetime(2026, 11, 27, 3, 47, 48, tzinfo=UTC)
+    assert parse_time("nope") is None
+    assert parse_time(5) is None
+
+
+def test_lock_record_and_parse() -> None:
+    record = lock_record("alice@ctl", "run-a", "deploy", NOW, "app1")
+    assert record == {
+        "owner": "alice@ctl",
+        "run_id": "run-a",
+        "purpose": "deploy",
+        "since": "2026-11-27T04:00:00Z",
+        "pid_host": "app1",
+    }
+    assert parse_lock(json.dumps(record)) == record
+    for text, reason in [("", "empty"), ("{", "not valid JSON"), ("[1]", "not a JSON object")]:
+        with pytest.raises(ValueError, match=reason):
+            parse_lock(text)
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"path": "/l", "state": "acquire", "owner": "o", "run_id": "r"}, ""),
+        ({"path": "/l", "state": "acquire", "owner": "o"}, "state=acquire requires run_id"),
+        ({"path": "/l", "state": "acquire"}, "state=acquire requires owner and run_id"),
+        ({"path": "/l", "state": "release"}, "state=release requires run_id"),
+        ({"path": "/l", "state": "release", "run_id": "r"}, ""),
+        ({"path": "/l", "state": "break"}, ""),
+        ({"path": "", "state": "break"}, "path is required"),
+        ({"path": "/l", "state": "steal"}, "state must be one of"),
+    ],
+)
+def test_params_error(params: dict[str, Any], error: str) -> None:
+    assert params_error(params).startswith(error)
+    assert bool(params_error(params)) == bool(error)
+
+
+# --------------------------------------------------------------------------- run() on files
+
+
+@pytest.fixture
+def lock_path(tmp_path: Path) -> Path:
+    return tmp_path / "deploy.lock"
+
+
+def acquire(
+    path: Path, run_id: str = "run-a", owner: str = "alice@ctl", check: bool = False
+) -> dict[str, Any]:
+    params = {
+        "path": str(path),
+        "state": "acquire",
+        "owner": owner,
+        "run_id": run_id,
+        "purpose": "deploy",
+    }
+    return run(params, check_mode=check, now=NOW)
+
+
+def release(path: Path, run_id: str = "run-a", check: bool = False) -> dict[str, Any]:
+    return run({"path": str(path), "state": "release", "run_id": run_id}, check_mode=check)
+
+
+def break_lock(path: Path, check: bool = False) -> dict[str, Any]:
+    return run({"path": str(path), "state": "break"}, check_mode=check)
+
+
+def test_acquire_creates_the_file(lock_path: Path) -> None:
+    result = acquire(lock_path)
+    assert result["changed"] is True
+    assert "failed" not in result
+    on_disk = json.loads(lock_path.read_text())
+    assert on_disk == result["lock"]
+    assert on_disk["owner"] == "alice@ctl"
+    assert on_disk["run_id"] == "run-a"
+    assert on_disk["purpose"] == "deploy"
+    assert on_disk["since"] == "2026-11-27T04:00:00Z"
+    assert on_disk["pid_host"]
+    assert lock_path.stat().st_mode & 0o777 == 0o644 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_second_acquire_by_another_run_fails(lock_path: Path) -> None:
+    acquire(lock_path)
+    before = lock_path.read_text()
+    result = acquire(lock_path, run_id="run-b", owner="bob@ctl")
+    assert result["failed"] is True
+    assert result["changed"] is False
+    assert "alice@ctl" in result["msg"]
+    assert "deploy_lock_break" in result["msg"]
+    assert result["msg"].startswith(
+        f"deploy lock {lock_path} is held by alice@ctl (deploy, run run-a)"
+    )
+    assert result["lock"]["owner"] == "alice@ctl"
+    assert lock_path.read_text() == before
+
+
+def test_reacquire_by_same_run_is_unchanged(lock_path: Path) -> None:
+    acquire(lock_path)
+    before = lock_path.read_text()
+    result = acquire(lock_path)
+    assert result["changed"] is False
+    assert "failed" not in result
+    assert result["action"] == KEEP
+    assert lock_path.read_text() == before
+
+
+def test_release_by_another_run_leaves_the_file(lock_path: Path) -> None:
+    acquire(lock_path)
+    result = release(lock_path, run_id="run-b")
+    assert result["changed"] is False
+    assert "failed" not in result
+    assert result["warnings"] and "alice@ctl" in result["warnings"][0]
+    assert lock_path.exists()
+
+
+def test_release_by_owner_removes_and_absent_is_ok(lock_path: Path) -> None:
+    acquire(lock_path)
+    result = release(lock_path)
+    assert result["changed"] is True
+    assert result["lock"]["run_id"] == "run-a"
+    assert not lock_path.exists()
+    again = release(lock_path)
+    assert again["changed"] is False
+    assert "failed" not in again
+
+
+def test_break_removes_and_reports_holder(lock_path: Path) -> None:
+    acquire(lock_path)
+    result = break_lock(lock_path)
+    assert result["changed"] is True
+    assert result["broken"]["owner"] == "alice@ctl"
+    assert not lock_path.exists()
+    again = break_lock(lock_path)
+    assert again["changed"] is False
+    assert again["broken"] is None
+    assert acquire(lock_path, run_id="run-b")["changed"] is True
+
+
+def test_check_mode_changes_nothing(lock_path: Path) -> None:
+    result = acquire(lock_path, check=True)
+    assert result["changed"] is True
+    assert not lock_path.exists()
+
+    acquire(lock_path)
+    before = lock_path.read_text()
+    assert release(lock_path, check=True)["changed"] is True
+    assert break_lock(lock_path, check=True)["changed"] is True
+    held = acquire(lock_path, run_id="run-b", check=True)
+    assert held["failed"] is True
+    assert lock_path.read_text() == before
+
+
+@pytest.mark.parametrize("content", ["", "{not json", "[]"])
+def test_corrupt_lock(lock_path: Path, content: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deploy_lock, "EMPTY_READ_DELAY", 0.0)
+    lock_path.write_text(content)
+    result = acquire(lock_path)
+    assert result["failed"] is True
+    assert "corrupt" in result["msg"]
+    assert "deploy_lock_break" in result["msg"]
+    released = release(lock_path)
+    assert released["changed"] is False
+    assert lock_path.exists()
+    broken = break_lock(lock_path)
+    assert broken["changed"] is True
+    assert "unreadable" in broken["broken"]
+    assert not lock_path.exists()
+
+
+def test_missing_directory_and_params(tmp_path: Path) -> None:
+    result = acquire(tmp_path / "missing" / "deploy.lock")
+    assert result["failed"] is True
+    assert "does not exist" in result["msg"]
+    bad = run({"path": str(tmp_path / "l"), "state": "acquire", "run_id": "r"}, check_mode=False)
+    assert bad["failed"] is True
+    assert "owner" in bad["msg"]
+
+
+def test_held_message_age_from_since(lock_path: Path) -> None:
+    acquire(lock_path)
+    later = NOW + timedelta(hours=2, minutes=5)
+    result = run(
+        {"path": str(lock_path), "state": "acquire", "owner": "bob@ctl", "run_id": "run-b"},
+        check_mode=False,
+        now=later,
+    )
+    assert "since 2026-11-27T04:00:00Z (2h 5m ago)" in result["msg"]
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def test_documentation_is_yaml_and_matches_argument_spec() -> None:
+    doc = yaml.safe_load(deploy_lock.DOCUMENTATION)
+    yaml.safe_load(deploy_lock.EXAMPLES)
+    returns = yaml.safe_load(deploy_lock.RETURN)
+    assert doc["module"] == "deploy_lock"
+    assert set(doc["options"]) == {"path", "state", "owner", "run_id", "purpose"}
+    assert doc["options"]["state"]["choices"] == list(deploy_lock.STATES)
+    assert {"lock", "broken", "action"} <= set(returns)

@@ -1,0 +1,774 @@
+"""Unit tests for filter_plugins/releases.py (validation, env files, slots, release state)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import releases
+from ansible.errors import AnsibleFilterError
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from releases import (
+    FilterModule,
+    app_name_error,
+    env_error,
+    env_file_content,
+    health_path_error,
+    history_lines,
+    image_error,
+    images_to_prune,
+    other_slot,
+    port_error,
+    previous_release,
+    record_release,
+    release_state,
+    resolve_release,
+    retained_releases,
+    sha_error,
+)
+
+REPO = "registry.test:5000/melk-ai"
+HEX = "0123456789abcdef"
+
+
+def full_sha(n: int) -> str:
+    """A distinct 40-character sha per n, with distinct first 8 characters."""
+    return f"{n:08x}" * 5
+
+
+A, B, C, D, E, F, G = (full_sha(n) for n in range(0xA1, 0xA8))
+
+_clock = itertools.count()
+
+
+def entry(
+    sha: str,
+    status: str = "succeeded",
+    kind: str = "deploy",
+    slot: str | None = "blue",
+    message: str = "",
+    from_sha: str | None = None,
+) -> dict[str, Any]:
+    tick = next(_clock)
+    return {
+        "sha": sha,
+        "image": f"{REPO}:{sha}",
+        "slot": slot,
+        "kind": kind,
+        "status": status,
+        "at": f"2026-11-27T04:{tick // 60 % 60:02d}:{tick % 60:02d}Z",
+        "by": "alice@ctl",
+        "message": message,
+        "from_sha": from_sha,
+    }
+
+
+def step(
+    state: dict[str, Any],
+    sha: str,
+    status: str = "succeeded",
+    kind: str = "deploy",
+    keep: int = 5,
+) -> dict[str, Any]:
+    """Record a deploy or rollback the way the playbook does: into the other slot."""
+    current = state["current"]
+    slot = other_slot(current["slot"] if current else None)
+    from_sha = current["sha"] if current else None
+    message = "" if status == "succeeded" else "health check failed"
+    return record_release(state, entry(sha, status, kind, slot, message, from_sha), keep=keep)
+
+
+def deploys(*shas: str, keep: int = 5) -> dict[str, Any]:
+    state = release_state(None)
+    for sha in shas:
+        state = step(state, sha, keep=keep)
+    return state
+
+
+def rollback(state: dict[str, Any], prefix: str | None = None, keep: int = 5) -> dict[str, Any]:
+    target = resolve_release(state, prefix, keep=keep)
+    return step(state, target["sha"], kind="rollback", keep=keep)
+
+
+def current_sha(state: dict[str, Any]) -> str | None:
+    return None if state["current"] is None else str(state["current"]["sha"])
+
+
+# --------------------------------------------------------------------------- sha
+
+
+@pytest.mark.parametrize("value", ["abc1234", "a" * 40, "0123456789abcdef0123456789abcdef01234567"])
+def test_sha_valid(value: str) -> None:
+    assert sha_error(value) == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "abc123",
+            "sha 'abc123' is invalid: it must be 7 to 40 lowercase hex characters (0-9, a-f)",
+        ),
+        ("a" * 41, f"sha '{'a' * 41}' is invalid"),
+        ("ABC1234", "sha 'ABC1234' is invalid"),
+        ("abcdefg", "sha 'abcdefg' is invalid"),
+        ("abc; touch /tmp/x", "sha 'abc; touch /tmp/x' is invalid"),
+        ("abc1234\n", "sha 'abc1234\\n' is invalid"),
+        (" abc1234", "sha ' abc1234' is invalid"),
+        (1234567, "sha 1234567 is invalid"),
+        (None, "sha is required: pass -e sha=<7-40 lowercase hex characters>"),
+        ("", "sha is required: pass -e sha=<7-40 lowercase hex characters>"),
+    ],
+)
+def test_sha_invalid(value: object, expected: str) -> None:
+    message = sha_error(value)
+    assert message.startswith(expected)
+    assert "\n" not in message
+
+
+def test_sha_long_value_shows_length_not_value() -> None:
+    value = "z" * 65
+    message = sha_error(value)
+    assert value not in message
+    assert "65 characters" in message
+    assert "'" + "z" * 64 + "'" in sha_error("z" * 64)
+
+
+@given(st.text(alphabet=HEX, min_size=7, max_size=40))
+def test_sha_any_lowercase_hex_passes(value: str) -> None:
+    assert sha_error(value) == ""
+
+
+@given(st.text())
+def test_sha_any_other_text_fails(value: str) -> None:
+    assume(re.fullmatch(r"[0-9a-f]{7,40}", value) is None)
+    message = sha_error(value)
+    assert message.startswith("sha ")
+    assert "\n" not in message
+
+
+# --------------------------------------------------------------------------- app_name
+
+
+@pytest.mark.parametrize("value", ["melk-ai", "a", "0app", "app-1", "a" * 63])
+def test_app_name_valid(value: str) -> None:
+    assert app_name_error(value) == ""
+
+
+@pytest.mark.parametrize(
+    "value", ["my app", "my/app", "MyApp", "-app", "app_x", "a" * 64, "app\n", 5, ["a"]]
+)
+def test_app_name_invalid(value: object) -> None:
+    message = app_name_error(value)
+    assert message.startswith("app_name ")
+    assert "is invalid" in message
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_app_name_required(value: object) -> None:
+    assert app_name_error(value).startswith("app_name is required")
+
+
+# --------------------------------------------------------------------------- port
+
+
+@pytest.mark.parametrize("value", [1, 8000, 65535, "8000", "1", "65535"])
+def test_port_valid(value: object) -> None:
+    assert port_error(value) == ""
+
+
+@pytest.mark.parametrize(
+    "value", [0, 70000, 65536, -1, True, False, "0", "65536", "-1", " 80", "80a", "8.0", 80.0]
+)
+def test_port_invalid(value: object) -> None:
+    assert port_error(value).startswith(f"app_port {value!r} is invalid")
+
+
+def test_port_required_and_named() -> None:
+    assert port_error(None).startswith("app_port is required")
+    assert port_error("", name="health_port").startswith("health_port is required")
+    assert port_error("99999999999999999999").startswith("app_port '9999")
+
+
+# --------------------------------------------------------------------------- health path
+
+
+@pytest.mark.parametrize("value", ["/", "/health", "/api/health?full=1", "/" + "a" * 2047])
+def test_health_path_valid(value: str) -> None:
+    assert health_path_error(value) == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("health", "must start with '/'"),
+        ("/he alth", "whitespace"),
+        ("/a\tb", "whitespace"),
+        ("/a\x00b", "control"),
+        ("/a\x7fb", "control"),
+        ("/" + "a" * 2048, "at most 2048"),
+        (5, "must be a string"),
+        (None, "is required"),
+        ("", "is required"),
+    ],
+)
+def test_health_path_invalid(value: object, reason: str) -> None:
+    message = health_path_error(value)
+    assert message.startswith("health_path ")
+    assert reason in message
+
+
+# --------------------------------------------------------------------------- env
+
+
+SECRET = "hunter2-very-secret"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{}, {"A": "x", "B": 1, "C": 1.5, "D": True, "_E": "", "F_1": "a=b c#d 'q'"}],
+)
+def test_env_valid(value: dict[str, object]) -> None:
+    assert env_error(value) == ""
+
+
+@pytest.mark.parametrize("value", [None, [], "A=B", ["A=B"], 5])
+def test_env_not_a_mapping(value: object) -> None:
+    message = env_error(value)
+    assert message.startswith("app_env is invalid: it must be a mapping")
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ({f"DB_PASSWORD={SECRET}": "x"}, "'DB_PASSWORD=...'"),
+        ({"MY KEY": "x"}, "'MY KEY'"),
+        ({"1ABC": "x"}, "'1ABC'"),
+        ({"": "x"}, "''"),
+        ({1: "x"}, "key 1 "),
+        ({"TOKEN": f"line1\n{SECRET}"}, "'TOKEN'"),
+        ({"TOKEN": f"{SECRET}\r"}, "'TOKEN'"),
+        ({"TOKEN": f"{SECRET}\x00"}, "'TOKEN'"),
+        ({"TOKEN": None}, "'TOKEN'"),
+        ({"TOKEN": [SECRET]}, "'TOKEN'"),
+        ({"TOKEN": {"nested": SECRET}}, "'TOKEN'"),
+    ],
+)
+def test_env_invalid_names_key_never_value(value: dict[object, object], named: str) -> None:
+    message = env_error(value)
+    assert message.startswith("app_env ")
+    assert named in message
+    assert SECRET not in message
+    assert "hunter2" not in message
+    assert "\n" not in message
+
+
+def test_env_file_content() -> None:
+    value = {"ZED": "last", "APP_MODE": "ok", "FLAG": True, "OFF": False, "N": 3, "X": 0.5}
+    assert env_file_content(value) == ("APP_MODE=ok\nFLAG=true\nN=3\nOFF=false\nX=0.5\nZED=last\n")
+    assert env_file_content({}) == ""
+    assert env_file_content({"A": "a=b 'c' $HOME"}) == "A=a=b 'c' $HOME\n"
+
+
+def test_env_file_content_refuses_without_leaking() -> None:
+    with pytest.raises(AnsibleFilterError) as info:
+        env_file_content({"GOOD": "ok", "TOKEN": f"{SECRET}\nmore"})
+    assert "TOKEN" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+# --------------------------------------------------------------------------- image
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "melk-ai",
+        "registry.test:5000/melk-ai",
+        "registry.test/team/melk-ai",
+        "localhost:5000/melk-ai",
+        "team/melk_ai.web",
+    ],
+)
+def test_image_valid(value: str) -> None:
+    assert image_error(value) == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("melk-ai:v1", "tag"),
+        ("registry.test:5000/melk-ai:v1", "tag"),
+        ("melk-ai@sha256:abc", "digest"),
+        ("melk ai", "whitespace"),
+        ("Melk-AI", "lowercase"),
+        ("registry.test:5000/", "lowercase"),
+        ("/melk-ai", "lowercase"),
+        ("team//melk-ai", "lowercase"),
+        ("bad_host.test:x/melk-ai", "registry host"),
+        (None, "is required"),
+        ("", "is required"),
+        (5, "must be a string"),
+    ],
+)
+def test_image_invalid(value: object, reason: str) -> None:
+    message = image_error(value)
+    assert message.startswith("app_image ")
+    assert reason in message
+
+
+# --------------------------------------------------------------------------- slots
+
+
+@pytest.mark.parametrize(
+    ("slot", "other"), [("blue", "green"), ("green", "blue"), (None, "blue"), ("", "blue")]
+)
+def test_other_slot(slot: str | None, other: str) -> None:
+    assert other_slot(slot) == other
+
+
+@pytest.mark.parametrize("slot", ["red", "Blue", "blue "])
+def test_other_slot_refuses(slot: str) -> None:
+    with pytest.raises(AnsibleFilterError, match="must be 'blue' or 'green'"):
+        other_slot(slot)
+
+
+# --------------------------------------------------------------------------- release_state
+
+
+EMPTY: dict[str, Any] = {"version": 1, "current": None, "history": []}
+
+
+@pytest.mark.parametrize("raw", [None, "", "  \n", {}, b"", "{}"])
+def test_release_state_empty(raw: object) -> None:
+    assert release_state(raw) == EMPTY
+
+
+def test_release_state_parses_and_fills_missing_keys() -> None:
+    raw = json.dumps(
+        {
+            "current": {"sha": A, "slot": "green", "image": f"{REPO}:{A}"},
+            "history": [
+                {
+                    "sha": A,
+                    "image": f"{REPO}:{A}",
+                    "slot": "green",
+                    "kind": "deploy",
+                    "status": "succeeded",
+                    "duration_s": 12,
+                },
+                {
+                    "sha": B,
+                    "image": f"{REPO}:{B}",
+                    "kind": "deploy",
+                    "status": "failed",
+                    "message": "pull failed",
+                    "from_sha": "",
+                },
+            ],
+        }
+    )
+    state = release_state(raw)
+    assert state["version"] == 1
+    assert state["current"] == {
+        "sha": A,
+        "slot": "green",
+        "image": f"{REPO}:{A}",
+        "at": "",
+        "by": "",
+    }
+    first, second = state["history"]
+    assert first["message"] == "" and first["from_sha"] is None and first["at"] == ""
+    assert first["duration_s"] == 12  # unknown keys survive
+    assert second["slot"] is None and second["from_sha"] is None
+    assert release_state(state) == state  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "must be a JSON object"),
+        (b"\xff\xfe", "not UTF-8"),
+        ({"version": 2}, "version 2 is not supported"),
+        ({"version": True}, "version True is not supported"),
+        ({"history": {}}, "history must be a list"),
+        ({"history": "x"}, "history must be a list"),
+        ({"current": "abc1234"}, "current must be a mapping"),
+        ({"current": {"sha": "XYZ", "slot": "blue", "image": "r:x"}}, "current.sha 'XYZ'"),
+        ({"current": {"sha": A, "slot": "red", "image": "r:x"}}, "current.slot 'red'"),
+        ({"current": {"sha": A, "slot": "blue"}}, "current.image is missing"),
+        ({"history": [5]}, "history[0] must be a mapping"),
+        ({"history": [{**entry(A), "status": "ok"}]}, "history[0].status 'ok'"),
+        ({"history": [entry(A), {**entry(B), "kind": "redeploy"}]}, "history[1].kind"),
+        ({"history": [{**entry(A), "slot": None}]}, "history[0].slot None"),
+        ({"history": [{**entry(A), "at": 5}]}, "history[0].at must be a string"),
+        ({"history": [{**entry(A), "from_sha": "nope"}]}, "history[0].from_sha 'nope'"),
+    ],
+)
+def test_release_state_corrupt(raw: object, detail: str) -> None:
+    with pytest.raises(AnsibleFilterError) as info:
+        release_state(raw)
+    message = str(info.value)
+    assert message.startswith("release state is corrupt: ")
+    assert detail in message
+    assert "\n" not in message
+
+
+# --------------------------------------------------------------------------- record / retained
+
+
+def test_record_succeeded_sets_current_and_failed_does_not() -> None:
+    state = deploys(A)
+    assert state["current"]["sha"] == A
+    assert state["current"]["slot"] == "blue"
+    failed = step(state, B, status="failed")
+    assert failed["current"] == state["current"]
+    assert failed["history"][0]["status"] == "failed"
+    assert failed["history"][0]["sha"] == B
+    assert [item["sha"] for item in retained_releases(failed)] == [A]
+    assert previous_release(failed) is None
+
+
+def test_record_refuses_invalid_entry() -> None:
+    with pytest.raises(AnsibleFilterError, match=r"release entry is invalid: entry.sha 'XYZ'"):
+        record_release(EMPTY, {**entry(A), "sha": "XYZ"})
+    with pytest.raises(AnsibleFilterError, match="keep 0 is invalid"):
+        record_release(EMPTY, entry(A), keep=0)
+
+
+def test_record_keep_accepts_digit_string() -> None:
+    assert record_release(EMPTY, entry(A), keep="3")["current"]["sha"] == A  # type: ignore[arg-type]
+
+
+def test_history_trim_rule() -> None:
+    # newest first: A (ok), x failed, B ok, C ok, B ok again, D ok
+    state = deploys(D, B, C, B, keep=10)
+    state = step(state, E, status="failed", keep=10)
+    state = step(state, A, keep=10)
+    assert [e["sha"] for e in state["history"]] == [A, E, B, C, B, D]
+    trimmed = record_release(state, entry(F), keep=3)  # F, A, E(failed), B, C(4th: cut)
+    assert [e["sha"] for e in trimmed["history"]] == [F, A, E, B]
+
+
+def test_history_length_cap() -> None:
+    state = deploys(A, keep=2)
+    for _ in range(30):
+        state = step(state, B, status="failed", keep=2)
+    assert len(state["history"]) == 20  # max(2 * 4, 20)
+    assert state["current"]["sha"] == A
+    assert [item["sha"] for item in retained_releases(state, keep=2)] == [A]
+
+
+def test_retained_releases_items() -> None:
+    state = deploys(A, B, C)
+    retained = retained_releases(state)
+    assert [item["sha"] for item in retained] == [C, B, A]
+    assert retained[0] == {
+        "sha": C,
+        "image": f"{REPO}:{C}",
+        "slot": "blue",
+        "at": state["current"]["at"],
+        "by": "alice@ctl",
+    }
+    assert [item["slot"] for item in retained] == ["blue", "green", "blue"]
+    assert retained_releases(state, keep=2) == retained[:2]
+    assert retained_releases(EMPTY) == []
+
+
+# --------------------------------------------------------------------------- rollbacks
+
+
+def test_rollback_of_a_rollback_toggles() -> None:
+    state = deploys(A, B)
+    assert previous_release(state)["sha"] == A  # type: ignore[index]
+    state = rollback(state)
+    assert current_sha(state) == A
+    assert state["history"][0]["kind"] == "rollback"
+    assert state["history"][0]["from_sha"] == B
+    assert previous_release(state)["sha"] == B  # type: ignore[index]
+    state = rollback(state)
+    assert current_sha(state) == B
+    assert previous_release(state)["sha"] == A  # type: ignore[index]
+
+
+def test_deploy_three_then_rollback_chain() -> None:
+    state = deploys(A, B, C)
+    assert current_sha(state) == C
+    state = rollback(state)  # to B
+    assert current_sha(state) == B
+    state = rollback(state)  # back to C
+    assert current_sha(state) == C
+    state = rollback(state, A[:8])  # explicitly to A
+    assert current_sha(state) == A
+    assert [item["sha"] for item in retained_releases(state)] == [A, C, B]
+    state = rollback(state)  # to C, which served before A
+    assert current_sha(state) == C
+    state = step(state, D)  # a new deploy after rollbacks
+    assert [item["sha"] for item in retained_releases(state)] == [D, C, A, B]
+    assert previous_release(state)["sha"] == C  # type: ignore[index]
+    slots = [e["slot"] for e in state["history"]]
+    assert all(x != y for x, y in itertools.pairwise(slots))  # always into the other slot
+
+
+def test_failed_deploy_does_not_change_previous() -> None:
+    state = deploys(A, B)
+    state = step(state, C, status="failed")
+    assert current_sha(state) == B
+    assert previous_release(state)["sha"] == A  # type: ignore[index]
+    assert [item["sha"] for item in retained_releases(state)] == [B, A]
+    with pytest.raises(AnsibleFilterError, match="matches no retained release"):
+        resolve_release(state, C)
+
+
+def test_resolve_release_messages() -> None:
+    with pytest.raises(AnsibleFilterError) as info:
+        resolve_release(EMPTY, None)
+    assert str(info.value) == "no previous release to roll back to; retained releases: none"
+
+    state = deploys(A)
+    with pytest.raises(AnsibleFilterError) as info:
+        resolve_release(state, "")
+    assert str(info.value) == (
+        "no previous release to roll back to; retained releases: "
+        f"{A} ({state['current']['at']}, alice@ctl) (current)"
+    )
+
+    state = deploys(A, B)
+    with pytest.raises(AnsibleFilterError) as info:
+        resolve_release(state, "fffffff")
+    at_a, at_b = state["history"][1]["at"], state["history"][0]["at"]
+    assert str(info.value) == (
+        "sha 'fffffff' matches no retained release; retained releases: "
+        f"{B} ({at_b}, alice@ctl) (current), {A} ({at_a}, alice@ctl)"
+    )
+    with pytest.raises(AnsibleFilterError, match=r"^sha 'ABCDEF0' is invalid"):
+        resolve_release(state, "ABCDEF0")
+    with pytest.raises(AnsibleFilterError, match=r"^sha 'abc' is invalid"):
+        resolve_release(state, "abc")
+
+
+def test_resolve_release_ambiguous_and_exact() -> None:
+    x = "abcdef1" + "0" * 33
+    y = "abcdef1" + "1" * 33
+    state = release_state(None)
+    for sha in (x, y):
+        state = step(state, sha)
+    with pytest.raises(AnsibleFilterError) as info:
+        resolve_release(state, "abcdef1")
+    assert (
+        str(info.value) == f"sha 'abcdef1' is ambiguous: it matches {y}, {x}; give more characters"
+    )
+    assert resolve_release(state, x[:8])["sha"] == x
+    assert resolve_release(state, y)["sha"] == y  # the current one is returned as well
+
+    short = step(step(release_state(None), "abcdef1"), "abcdef12")
+    assert resolve_release(short, "abcdef1")["sha"] == "abcdef1"  # an exact sha wins
+
+
+def test_resolve_release_respects_keep() -> None:
+    state = deploys(A, B, C, keep=5)
+    assert resolve_release(state, A[:8], keep=3)["sha"] == A
+    with pytest.raises(AnsibleFilterError, match="matches no retained release"):
+        resolve_release(state, A[:8], keep=2)
+    with pytest.raises(AnsibleFilterError, match="no previous release"):
+        resolve_release(state, None, keep=1)
+
+
+# --------------------------------------------------------------------------- prune
+
+
+def test_prune_after_seven_deploys_keep_five() -> None:
+    shas = [A, B, C, D, E, F, G]
+    images = [f"{REPO}:{sha}" for sha in shas]
+
+    # history mode: on a history not yet trimmed to keep
+    untrimmed = deploys(*shas, keep=10)
+    assert images_to_prune(untrimmed, keep=5) == images[:2]
+    assert images_to_prune(untrimmed, keep=5, image_repo=REPO) == images[:2]
+    assert images_to_prune(untrimmed, keep=5, image_repo="other.test/app") == []
+
+    # host mode: the history is trimmed, the host still has all seven images
+    state = deploys(*shas, keep=5)
+    assert len(state["history"]) == 5
+    assert images_to_prune(state, keep=5) == []  # trimmed history no longer names them
+    present = [
+        *reversed(images),
+        f"{REPO}:<none>",
+        "registry.test:5000/melk-ai-other:abc1234",
+        "busybox:latest",
+        images[0],
+    ]
+    assert images_to_prune(state, keep=5, image_repo=REPO, present=present) == [
+        images[1],
+        images[0],
+    ]
+    assert images_to_prune(state, 5, REPO, "\n".join(images)) == images[:2]
+
+
+def test_prune_includes_failed_never_current() -> None:
+    state = deploys(A, B, keep=10)
+    state = step(state, C, status="failed", keep=10)
+    assert images_to_prune(state, keep=1) == [f"{REPO}:{A}", f"{REPO}:{C}"]
+    assert images_to_prune(state, keep=2) == [f"{REPO}:{C}"]
+    present = [f"{REPO}:{sha}" for sha in (A, B, C)]
+    assert images_to_prune(state, keep=1, image_repo=REPO, present=present) == [
+        f"{REPO}:{A}",
+        f"{REPO}:{C}",
+    ]
+
+
+def test_prune_host_mode_needs_repo() -> None:
+    state = deploys(A)
+    with pytest.raises(AnsibleFilterError, match="image_repo is required"):
+        images_to_prune(state, present=["x:1"])
+    with pytest.raises(AnsibleFilterError, match="image_repo 'melk-ai:v1' is invalid"):
+        images_to_prune(state, image_repo="melk-ai:v1", present=[])
+
+
+# --------------------------------------------------------------------------- history_lines
+
+
+def test_history_lines() -> None:
+    state = deploys(A)
+    state = step(state, B, status="failed")
+    lines = history_lines(state)
+    at_a, at_b = state["history"][1]["at"], state["history"][0]["at"]
+    assert lines == [
+        f"{at_b}  deploy    {B[:12]}  failed     by alice@ctl: health check failed",
+        f"{at_a}  deploy    {A[:12]}  succeeded  by alice@ctl",
+    ]
+    assert history_lines(state, limit=1) == lines[:1]
+    assert history_lines(state, limit=0) == []
+    assert history_lines(EMPTY) == []
+
+
+def test_history_lines_flatten_long_messages() -> None:
+    message = "line one\n  line two\t" + "x" * 500
+    state = record_release(EMPTY, entry(A, status="failed", message=message))
+    (line,) = history_lines(state)
+    assert "\n" not in line
+    assert line.endswith("...")
+    assert "line one line two" in line
+
+
+# --------------------------------------------------------------------------- plugin
+
+
+def test_filter_module_exposes_every_filter() -> None:
+    filters = FilterModule().filters()
+    assert set(filters) == {
+        "sha_error",
+        "app_name_error",
+        "port_error",
+        "health_path_error",
+        "env_error",
+        "image_error",
+        "env_file_content",
+        "other_slot",
+        "release_state",
+        "record_release",
+        "retained_releases",
+        "previous_release",
+        "resolve_release",
+        "images_to_prune",
+        "history_lines",
+    }
+    assert all(filters[name] is getattr(releases, name) for name in filters)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+POOL = [full_sha(n) for n in range(1, 9)]
+
+
+@st.composite
+def operations(draw: st.DrawFn) -> list[tuple[str, str]]:
+    """A run of (sha, status) outcomes over a small pool, so shas repeat."""
+    return draw(
+        st.lists(
+            st.tuples(st.sampled_from(POOL), st.sampled_from(["succeeded", "succeeded", "failed"])),
+            max_size=30,
+        )
+    )
+
+
+def replay(
+    ops: list[tuple[str, str]], keep: int
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    state = release_state(None)
+    for sha, status in ops:
+        before = state
+        state = step(state, sha, status=status, keep=keep)
+        yield before, state
+
+
+@given(operations(), st.integers(min_value=1, max_value=6))
+def test_record_invariants(ops: list[tuple[str, str]], keep: int) -> None:
+    for before, after in replay(ops, keep):
+        snapshot = copy.deepcopy(before)
+        newest = after["history"][0]
+        retained = retained_releases(after, keep=keep)
+        shas = [item["sha"] for item in retained]
+        if newest["status"] == "succeeded":
+            assert after["current"]["sha"] == newest["sha"]
+            assert shas[0] == newest["sha"]
+        else:
+            assert after["current"] == before["current"]
+        assert len(shas) == len(set(shas)) <= keep
+        succeeded = {e["sha"] for e in after["history"] if e["status"] == "succeeded"}
+        assert len(succeeded) <= keep
+        assert len(after["history"]) <= max(keep * 4, 20)
+        assert release_state(after) == after
+        # recording again from `before` gives the same result and leaves `before` untouched
+        record_release(before, copy.deepcopy(newest), keep=keep)
+        assert before == snapshot
+        previous = previous_release(after)
+        if previous is not None:
+            assert previous["sha"] != current_sha(after)
+            assert previous["sha"] in [item["sha"] for item in retained_releases(after)]
+
+
+@given(operations(), st.integers(min_value=2, max_value=6))
+def test_resolve_prefix_of_retained(ops: list[tuple[str, str]], keep: int) -> None:
+    states = [after for _, after in replay(ops, keep)]
+    state = states[-1] if states else release_state(None)
+    retained = retained_releases(state, keep=keep)
+    for item in retained:
+        prefix = item["sha"][:8]
+        if sum(other["sha"].startswith(prefix) for other in retained) == 1:
+            assert resolve_release(state, prefix, keep=keep) == item
+    previous = previous_release(state)
+    if previous is None:
+        with pytest.raises(AnsibleFilterError, match="no previous release"):
+            resolve_release(state, None, keep=keep)
+    else:
+        assert resolve_release(state, None, keep=keep) == previous
+
+
+@given(
+    st.dictionaries(
+        st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True),
+        st.one_of(
+            st.text(alphabet=st.characters(blacklist_characters="\n\r\x00")),
+            st.integers(),
+            st.booleans(),
+        ),
+        max_size=8,
+    )
+)
+def test_env_file_round_trip(env: dict[str, object]) -> None:
+    content = env_file_content(env)
+    assert content.count("\n") == len(env)  # Docker splits env files on "\n" only
+    parsed = dict(line.split("=", 1) for line in content.split("\n")[:-1])
+    assert list(parsed) == sorted(env)
+    for key, value in env.items():
+        expected = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        assert parsed[key] == expected
