@@ -68,7 +68,7 @@ integration: testbed ## playbook-level tests against containers (no SSH)
 e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/e2e -q
 
-test: lint unit molecule ## every check: lint, unit, Molecule, end-to-end
+test: lint unit molecule e2e ## every check: lint, unit, Molecule, end-to-end
 	@echo ">> make test: all checks passed"
 
 demo: testbed ## the main job on a local sandbox server

@@ -8,6 +8,7 @@ registry.test:host-gateway) and list in their engine's insecure-registries.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,21 +27,21 @@ DIR = STATE_DIR / "registry"
 def bridge_gateway() -> str:
     """The docker0 address that host-gateway resolves to."""
     out = subprocess.run(
-        [
-            "docker",
-            "network",
-            "inspect",
-            "bridge",
-            "--format",
-            "{{(index .IPAM.Config 0).Gateway}}",
-        ],
+        ["docker", "network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.strip()
-    if not out:
-        raise TestbedError("cannot read the docker0 bridge gateway address")
-    return out
+    ).stdout
+    for pool in json.loads(out or "[]") or []:
+        if pool.get("Gateway"):
+            return str(pool["Gateway"])
+    # Older engines leave the gateway out of IPAM: read the bridge interface.
+    addr = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    if "inet" in addr:
+        return addr[addr.index("inet") + 1].split("/")[0]
+    raise TestbedError("cannot read the docker0 bridge address")
 
 
 def push_address() -> str:

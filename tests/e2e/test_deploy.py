@@ -138,5 +138,9 @@ def test_app_env_reaches_the_app_and_never_the_output(bed: Bed) -> None:
     assert SENTINEL not in bed.sh("cat /opt/melk-ai/releases.json")
     mode = bed.sh("stat -c '%a %U' /opt/melk-ai/app.env").strip()
     assert mode == "600 deploy"
-    labels = bed.sh("docker inspect --format '{{json .Config.Labels}}' melk-ai-blue melk-ai-green")
+    labels = bed.sh(
+        "docker ps -aq --filter label=io.melk.app=melk-ai"
+        " | xargs docker inspect --format '{{json .Config.Labels}}'"
+    )
+    assert "io.melk.sha" in labels
     assert SENTINEL not in labels
