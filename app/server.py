@@ -6,7 +6,9 @@ Build-time switches (APP_MODE) make a release misbehave on purpose:
   ok         healthy
   unhealthy  /health always answers 503 (never passes a health gate)
   crash      the process exits APP_CRASH_AFTER seconds after start
-  degrade    every request answers 500 from APP_DEGRADE_AFTER seconds after start
+  degrade    every request answers 500 from APP_DEGRADE_AFTER seconds after start,
+             or (when APP_DEGRADE_AFTER_REQUESTS is set) once it has answered that
+             many requests other than /health: only real traffic, after a switch
 On SIGTERM it stops accepting connections and finishes the requests in flight.
 """
 
@@ -25,12 +27,29 @@ VERSION = os.environ.get("APP_VERSION", "dev")
 MODE = os.environ.get("APP_MODE", "ok")
 CRASH_AFTER = float(os.environ.get("APP_CRASH_AFTER", "1"))
 DEGRADE_AFTER = float(os.environ.get("APP_DEGRADE_AFTER", "8"))
+DEGRADE_AFTER_REQUESTS = int(os.environ.get("APP_DEGRADE_AFTER_REQUESTS", "0"))
 MAX_SLOW_MS = 10_000
 STARTED = time.monotonic()
+_served = 0
+_served_lock = threading.Lock()
 
 
-def degraded() -> bool:
-    return MODE == "degrade" and time.monotonic() - STARTED >= DEGRADE_AFTER
+def count_request(path: str) -> int:
+    """Requests answered other than /health, this one included."""
+    global _served
+    if path == "/health":
+        return _served
+    with _served_lock:
+        _served += 1
+        return _served
+
+
+def degraded(served: int) -> bool:
+    if MODE != "degrade":
+        return False
+    if DEGRADE_AFTER_REQUESTS > 0:
+        return served > DEGRADE_AFTER_REQUESTS
+    return time.monotonic() - STARTED >= DEGRADE_AFTER
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -47,7 +66,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
-        if degraded():
+        if degraded(count_request(url.path)):
             self._send(500, {"error": "degraded", "version": VERSION})
             return
         if url.path == "/health":
@@ -76,7 +95,13 @@ class Handler(BaseHTTPRequestHandler):
         pass  # quiet: the load generator makes thousands of requests
 
 
-_BUILD_VARS = {"APP_VERSION", "APP_MODE", "APP_CRASH_AFTER", "APP_DEGRADE_AFTER"}
+_BUILD_VARS = {
+    "APP_VERSION",
+    "APP_MODE",
+    "APP_CRASH_AFTER",
+    "APP_DEGRADE_AFTER",
+    "APP_DEGRADE_AFTER_REQUESTS",
+}
 
 
 def main() -> None:

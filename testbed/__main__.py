@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from testbed import TestbedError, engine, images
+from testbed import TestbedError, app, engine, images, servers
 
 
 def image_refs() -> dict[str, str]:
@@ -37,6 +37,10 @@ def main(argv: list[str]) -> int:
             images.build_all()
         elif command == "refs":
             print(json.dumps(image_refs(), indent=2))
+        elif command == "app-image":
+            print(app.build_release(args[0], args[1] if len(args) > 1 else "ok", push=False))
+        elif command == "load-image":
+            servers.load_image(args[0], args[1])
         elif command == "env":
             for name, ref in image_refs().items():
                 var = "TESTBED_" + name.upper().replace("-", "_") + "_IMAGE"

@@ -17,7 +17,7 @@ REPOSITORY = "melk-ai"
 
 
 def release_sha(version: str, mode: str = "ok", extra: str = "") -> str:
-    return hashlib.sha1(f"{version}/{mode}/{extra}".encode()).hexdigest()  # noqa: S324 - a name
+    return hashlib.sha1(f"{version}/{mode}/{extra}".encode(), usedforsecurity=False).hexdigest()
 
 
 def push_ref(sha: str) -> str:

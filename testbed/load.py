@@ -132,6 +132,12 @@ class Load:
             thread.start()
         return self
 
+    def snapshot(self) -> Report:
+        """The outcomes so far (a copy, in start order), while the load runs."""
+        with self._lock:
+            outcomes = sorted(self._report.outcomes, key=lambda o: o.start)
+        return Report(outcomes)
+
     def stop(self) -> Report:
         """Stop sending; wait for the requests in flight; return every outcome."""
         self._stop.set()

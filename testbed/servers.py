@@ -129,8 +129,17 @@ def wait_ssh(server: Server, timeout: float = 30) -> None:
     raise TestbedError(f"ssh to {server.name} (port {server.ssh_port}) did not answer")
 
 
-def start(name: str, image: str, extra_args: tuple[str, ...] = ()) -> Server:
-    """Start (or replace) one test server and wait until SSH answers."""
+def start(
+    name: str,
+    image: str,
+    extra_args: tuple[str, ...] = (),
+    http_publish: str = "127.0.0.1::80",
+) -> Server:
+    """Start (or replace) one test server and wait until SSH answers.
+
+    http_publish is the docker run -p spec of the edge proxy's port 80: a free
+    port on 127.0.0.1 by default, or a fixed one ("127.0.0.1:8080:80").
+    """
     remove(name)
     pubkey = ssh_key().with_suffix(".pub").read_text()
     _docker(
@@ -150,7 +159,7 @@ def start(name: str, image: str, extra_args: tuple[str, ...] = ()) -> Server:
         "-p",
         "127.0.0.1::22",
         "-p",
-        "127.0.0.1::80",
+        http_publish,
         *extra_args,
         image,
     )
@@ -212,3 +221,23 @@ def write_inventory(path: Path, servers: list[Server], group_vars: dict[str, obj
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(inventory(servers, group_vars), indent=2))
     return path
+
+
+def load_image(container: str, ref: str) -> None:
+    """docker save | docker exec -i CONTAINER docker load: no registry needed."""
+    save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
+    assert save.stdout is not None
+    try:
+        load = subprocess.run(
+            ["docker", "exec", "-i", container, "docker", "load", "-q"],
+            stdin=save.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+    finally:
+        save.stdout.close()  # if load failed, save gets SIGPIPE instead of blocking
+        save.wait(timeout=60)
+    if load.returncode != 0 or save.returncode != 0:
+        raise TestbedError(f"loading {ref} into {container} failed: {load.stderr.strip()}")

@@ -61,8 +61,8 @@ def test_deploy_v2_under_load_drops_nothing(bed: Bed) -> None:
     assert report.versions["v1"] > 0 and report.versions["v2"] > 0
     assert bed.served_version() == "v2"
     # the old release's container is gone, its image kept for rollback
-    names = bed.sh("docker ps -a --format '{{.Names}}'").split()
-    assert names == ["melk-ai-green"]
+    containers = bed.sh("docker ps -a --format '{{.Names}} {{.Label \"io.melk.sha\"}}'").split("\n")
+    assert [c.split()[1] for c in containers if c] == [bed.releases["v2"]]
     images = bed.sh("docker images --format '{{.Tag}}' registry.test:5055/melk-ai").split()
     assert bed.releases["v1"] in images
 

@@ -1,0 +1,155 @@
+"""Verify app_deploy: v2 serves through the proxy after a blue/green switch from v1.
+
+The secret of app_env must reach the app and nowhere else, so no command here
+prints it (the verifier's own commands are logged too): its presence is
+checked through hashes, and docker inspect only with a format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.environ["MOLECULE_PROJECT_DIRECTORY"])
+from testbed.app import release_sha  # a pure function of the version
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
+    os.environ["MOLECULE_INVENTORY_FILE"]
+).get_hosts("all")
+
+SENTINEL = "molecule-sentinel-123"
+V1 = release_sha("v1")
+V2 = release_sha("v2")
+STATE_DIR = "/opt/melk-ai"
+SLOT_PORTS = {"blue": 18001, "green": 18002}
+
+FETCH = (
+    'python3 -c "import sys, urllib.request\n'
+    'print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())" {url}'
+)
+
+
+def inspect(host, container: str, fmt: str) -> str:
+    return host.check_output(f"docker inspect --format '{fmt}' {container}")
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def state(host) -> dict:
+    return json.loads(host.file(f"{STATE_DIR}/releases.json").content_string)
+
+
+@pytest.fixture(scope="module")
+def containers(host) -> list[str]:
+    out = host.check_output("docker ps -a --filter name=^melk-ai- --format '{{.Names}}'")
+    return out.split()
+
+
+def test_secret_not_in_ansible_output():
+    log = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "ansible.log"
+    lines = log.read_text().splitlines()
+    # Up to the recap of the last playbook run (idempotence): testinfra's own
+    # ansible-inventory dump (the inventory holds app_env) is logged after it.
+    last_recap = max(i for i, line in enumerate(lines) if "PLAY RECAP" in line)
+    lines = lines[: last_recap + 2]
+    # prepare (deploy of v1), converge and idempotence (v2) ran at -v
+    assert any("Deploy the release" in line for line in lines)
+    assert sum("TASK [app_deploy : Start the new release in slot" in line for line in lines) >= 2
+    leaks = [line.replace(SENTINEL, "<SECRET>")[:300] for line in lines if SENTINEL in line]
+    assert not leaks, "\n".join(leaks)
+
+
+def test_release_history(state):
+    assert state["current"]["sha"] == V2
+    history = state["history"]
+    # newest first: the switch to v2 (from v1), then the deploy of v1 in prepare
+    assert [(h["sha"], h["kind"], h["status"]) for h in history] == [
+        (V2, "deploy", "succeeded"),
+        (V1, "deploy", "succeeded"),
+    ], "the second converge must not record another deploy"
+    assert history[0]["from_sha"] == V1
+    assert history[1]["from_sha"] is None
+    assert history[0]["slot"] != history[1]["slot"], "v2 must start beside v1, in the other slot"
+    assert state["current"]["slot"] == history[0]["slot"]
+
+
+def test_only_the_new_release_runs(host, state, containers):
+    slot = state["current"]["slot"]
+    assert containers == [f"melk-ai-{slot}"]
+    assert host.docker(f"melk-ai-{slot}").is_running
+    labels = json.loads(inspect(host, f"melk-ai-{slot}", "{{json .Config.Labels}}"))
+    assert labels["io.melk.sha"] == V2
+    assert labels["io.melk.slot"] == slot
+    assert labels["io.melk.app"] == "melk-ai"
+    assert SENTINEL not in json.dumps(labels)
+    image = inspect(host, f"melk-ai-{slot}", "{{.Config.Image}}").strip()
+    assert image == f"127.0.0.1:5055/melk-ai:{V2}"
+
+
+def test_release_published_on_loopback_only(host, state):
+    port = SLOT_PORTS[state["current"]["slot"]]
+    assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
+    assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+
+
+def test_proxy_serves_v2(host):
+    body = json.loads(host.check_output(FETCH.format(url="http://127.0.0.1:80/version")))
+    assert body["version"] == "v2"
+    # app_env reached the app (the app shows names only, never values)
+    assert "APP_SECRET_TOKEN" in body["env_names"]
+
+
+def test_proxy_points_at_the_serving_slot(host, state):
+    port = SLOT_PORTS[state["current"]["slot"]]
+    upstream = host.file("/etc/nginx/edge-proxy/melk-ai.upstream").content_string
+    assert f"server 127.0.0.1:{port} " in upstream
+    assert host.run("nginx -t").rc == 0
+
+
+def test_state_directory_belongs_to_deploy(host):
+    directory = host.file(STATE_DIR)
+    assert directory.is_directory
+    assert directory.user == "deploy"
+    assert directory.mode == 0o750
+
+
+def test_env_file_is_private_and_holds_the_secret(host):
+    env_file = host.file(f"{STATE_DIR}/app.env")
+    assert env_file.user == "deploy"
+    assert env_file.mode == 0o600
+    expected = sha256(f"APP_SECRET_TOKEN={SENTINEL}\n")
+    assert host.check_output(f"sha256sum < {STATE_DIR}/app.env").split()[0] == expected
+
+
+def test_secret_reached_the_container_env(host, state):
+    slot = state["current"]["slot"]
+    line = host.check_output(
+        "docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "
+        f"melk-ai-{slot} | grep '^APP_SECRET_TOKEN=' | tr -d '\\n' | sha256sum"
+    )
+    assert line.split()[0] == sha256(f"APP_SECRET_TOKEN={SENTINEL}")
+
+
+def test_secret_not_in_history(host):
+    assert SENTINEL not in host.file(f"{STATE_DIR}/releases.json").content_string
+
+
+def test_previous_release_image_is_kept_for_rollback(host):
+    for sha in (V1, V2):
+        assert (
+            host.run(f"docker image inspect --format '{{{{.Id}}}}' 127.0.0.1:5055/melk-ai:{sha}").rc
+            == 0
+        )
+
+
+def test_no_deploy_lock_left(host):
+    assert not host.file(f"{STATE_DIR}/deploy.lock").exists

@@ -1,0 +1,417 @@
+"""cdrunner end to end with a fake ansible-runner: arguments, the private data
+dir, the environment handed to Ansible, exit codes, summary, Slack, and that no
+secret lands in the artifacts or the output."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cdrunner_fakes import SHA_A, SHA_B, FakeRunner, failed, ok, record, refused, stats
+from test_cdrunner_inputs import KEY, KNOWN
+
+from cdrunner import ROOT
+from cdrunner.cli import build_parser, main, run_url
+from cdrunner.notify import notify_slack
+from cdrunner.redact import MASK, mask, scrub_artifacts
+
+SENTINEL = "s3ntinel-unit-4242"
+WEBHOOK = "https://hooks.slack.test/services/T000/B000/XXXX"
+KEY_BODY = [line for line in KEY.splitlines() if not line.startswith("-----")]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin"),
+        "HOME": str(tmp_path),
+        "DEPLOY_HOST": "web1",
+        "DEPLOY_USER": "deploy",
+        "DEPLOY_PORT": "2222",
+        "DEPLOY_SSH_KEY": KEY,
+        "DEPLOY_KNOWN_HOSTS": KNOWN,
+        "APP_IMAGE": "registry.test/melk-ai",
+        "APP_ENV_JSON": json.dumps({"APP_SECRET_TOKEN": SENTINEL}),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "OTHER_API_TOKEN": "another-s3cret",
+    }
+
+
+def deploy(tmp_path: Path, env: dict[str, str], fake: FakeRunner, *extra: str) -> tuple[int, str]:
+    out = io.StringIO()
+    argv = ["deploy", "--sha", SHA_B, "--artifacts-dir", str(tmp_path / "artifacts"), *extra]
+    code = main(argv, env, out, fake)
+    return code, out.getvalue()
+
+
+def all_artifact_text(tmp_path: Path) -> str:
+    return "".join(p.read_text() for p in (tmp_path / "artifacts").rglob("*") if p.is_file())
+
+
+SUCCESS = [ok(role="app_deploy", task="Start"), stats(releases={"web1": record(SHA_A, SHA_B)})]
+
+
+def test_success(tmp_path: Path, env: dict[str, str]) -> None:
+    fake = FakeRunner(SUCCESS)
+    code, output = deploy(tmp_path, env, fake)
+    assert code == 0
+    assert "ok      web1          app_deploy : Start  (0.5 s)" in output
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert "| web1 | succeeded | `aaaaaaaaaaaa` | `bbbbbbbbbbbb` | healthy |" in summary
+    assert summary in output
+
+
+def test_summary_is_appended(tmp_path: Path, env: dict[str, str]) -> None:
+    Path(env["GITHUB_STEP_SUMMARY"]).write_text("# earlier step\n")
+    deploy(tmp_path, env, FakeRunner(SUCCESS))
+    assert Path(env["GITHUB_STEP_SUMMARY"]).read_text().startswith("# earlier step\n### Deploy")
+
+
+def test_runner_is_called_with_the_playbook_and_a_private_dir(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    fake = FakeRunner(SUCCESS)
+    deploy(tmp_path, env, fake, "--limit", "web1")
+    kwargs = fake.kwargs
+    private = Path(kwargs["private_data_dir"])
+    assert kwargs["playbook"] == str(ROOT / "playbooks" / "deploy.yml")
+    assert kwargs["project_dir"] == str(ROOT)
+    assert kwargs["artifact_dir"] == str((tmp_path / "artifacts").resolve())
+    assert kwargs["inventory"] == str(private / "inventory.json")
+    assert kwargs["limit"] == "web1" and kwargs["quiet"] is True
+    assert not private.exists(), "the private data dir is removed after the run"
+    assert fake.private_modes["."] == 0o700
+    assert all(fake.private_modes[f] == 0o600 for f in fake.private_files)
+    variables = json.loads(fake.private_files["env/extravars"])
+    assert variables == {
+        "sha": SHA_B,
+        "app_image": "registry.test/melk-ai",
+        "app_env": {"APP_SECRET_TOKEN": SENTINEL},
+    }
+    assert fake.private_files["ssh/id"] == KEY + "\n"
+    assert fake.private_files["ssh/known_hosts"] == KNOWN + "\n"
+    inventory = json.loads(fake.private_files["inventory.json"])
+    assert "StrictHostKeyChecking=yes" in inventory["all"]["vars"]["ansible_ssh_common_args"]
+
+
+def test_no_secret_reaches_ansible_runner_or_the_artifacts(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    fake = FakeRunner(SUCCESS)
+    code, output = deploy(tmp_path, env, fake)
+    assert code == 0
+    arguments = json.dumps(fake.kwargs, default=str)
+    for secret in [SENTINEL, "another-s3cret", *KEY_BODY]:
+        assert secret not in arguments
+        assert secret not in json.dumps(fake.environ), "ansible-runner dumps the env into 'command'"
+        assert secret not in all_artifact_text(tmp_path)
+        assert secret not in output
+    assert fake.environ["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+    assert fake.environ["ANSIBLE_CONFIG"] == str(ROOT / "ansible.cfg")
+    assert os.environ.get("ANSIBLE_CONFIG") != "unset-check" and "DEPLOY_HOST" not in fake.environ
+
+
+def test_environment_is_restored_after_the_run(tmp_path: Path, env: dict[str, str]) -> None:
+    before = dict(os.environ)
+    deploy(tmp_path, env, FakeRunner(SUCCESS))
+    assert dict(os.environ) == before
+
+
+def test_a_leaked_secret_is_masked_in_artifacts_and_reported(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    leaky = [failed(msg=f"could not start with {SENTINEL}"), stats(failures={"web1": 1})]
+    code, output = deploy(tmp_path, env, FakeRunner(leaky, rc=2, status="failed"))
+    assert code == 4
+    assert SENTINEL not in all_artifact_text(tmp_path)
+    assert SENTINEL not in output and MASK in output
+    assert "WARNING: secret values were found in 1 artifact file(s)" in output
+
+
+def test_github_warning_annotation(tmp_path: Path, env: dict[str, str]) -> None:
+    leaky = [failed(msg=SENTINEL), stats(failures={"web1": 1})]
+    _, output = deploy(tmp_path, {**env, "GITHUB_ACTIONS": "true"}, FakeRunner(leaky, rc=2))
+    assert "::warning::WARNING: secret values" in output
+
+
+@pytest.mark.parametrize(
+    ("events", "rc", "code", "words"),
+    [
+        (SUCCESS, 0, 0, "succeeded"),
+        (
+            [
+                failed(msg="Rolled back automatically"),
+                stats(
+                    failures={"web1": 1},
+                    releases={"web1": record(SHA_A, SHA_A, "failed", True, "unhealthy")},
+                ),
+            ],
+            2,
+            1,
+            "rolled back",
+        ),
+        ([refused(), stats(failures={"web1": 1})], 2, 2, "refused"),
+        ([failed(msg="lock held"), stats(failures={"web1": 1})], 2, 4, "lock held"),
+    ],
+)
+def test_exit_codes(
+    tmp_path: Path,
+    env: dict[str, str],
+    events: list[dict[str, Any]],
+    rc: int,
+    code: int,
+    words: str,
+) -> None:
+    got, output = deploy(tmp_path, env, FakeRunner(events, rc=rc))
+    assert got == code
+    assert words in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert f"Exit code {code}:" in output
+
+
+def test_ansible_error_without_events_shows_its_output(tmp_path: Path, env: dict[str, str]) -> None:
+    fake = FakeRunner([], rc=4, status="failed", stdout=f"ERROR! the inventory broke {SENTINEL}\n")
+    code, output = deploy(tmp_path, env, fake)
+    assert code == 4
+    assert "ERROR! the inventory broke" in output and SENTINEL not in output
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"DEPLOY_KNOWN_HOSTS": ""}, "DEPLOY_KNOWN_HOSTS is not set"),
+        ({"DEPLOY_HOST": ""}, "DEPLOY_HOST is not set"),
+        ({"APP_ENV_JSON": "{broken " + SENTINEL}, "APP_ENV_JSON is not valid JSON"),
+    ],
+)
+def test_refused_inputs_exit_2_without_running(
+    tmp_path: Path, env: dict[str, str], change: dict[str, str], message: str
+) -> None:
+    fake = FakeRunner(SUCCESS)
+    code, output = deploy(tmp_path, {**env, **change}, fake)
+    assert code == 2
+    assert fake.kwargs == {}, "no host contacted, ansible-runner not even started"
+    assert message in output and message in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert SENTINEL not in output
+
+
+def test_missing_files_are_refused(tmp_path: Path, env: dict[str, str]) -> None:
+    code, output = deploy(
+        tmp_path, env, FakeRunner(SUCCESS), "--extra-vars-file", str(tmp_path / "nope.yml")
+    )
+    assert code == 2 and "no such file" in output
+
+
+def test_inventory_and_extra_vars_files(tmp_path: Path, env: dict[str, str]) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all: {hosts: {web1: {}}}\n")
+    extra = tmp_path / "vars.yml"
+    extra.write_text("app_verify_seconds: 3\n")
+    fake = FakeRunner(SUCCESS)
+    env = {k: v for k, v in env.items() if not k.startswith("DEPLOY_")}
+    code, _ = deploy(tmp_path, env, fake, "--inventory", str(inventory), "-e", str(extra))
+    assert code == 0
+    assert fake.kwargs["inventory"] == str(inventory.resolve())
+    assert fake.kwargs["cmdline"] == f"-e @{extra.resolve()}"
+    assert set(fake.private_files) == {"env/extravars"}
+
+
+def test_internal_error_exits_4(tmp_path: Path, env: dict[str, str]) -> None:
+    def broken(**_: Any) -> Any:
+        raise RuntimeError("runner exploded")
+
+    out = io.StringIO()
+    code = main(["rollback", "--artifacts-dir", str(tmp_path / "a")], env, out, broken)
+    assert code == 4
+    assert "cdrunner internal error: RuntimeError: runner exploded" in out.getvalue()
+
+
+def test_rollback_without_sha_passes_none(tmp_path: Path, env: dict[str, str]) -> None:
+    fake = FakeRunner(SUCCESS)
+    main(["rollback", "--artifacts-dir", str(tmp_path / "a")], env, io.StringIO(), fake)
+    assert fake.kwargs["playbook"].endswith("rollback.yml")
+    assert "sha" not in json.loads(fake.private_files["env/extravars"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["deploy"], ["deploy", "--sha"], ["status"], ["rollback", "--bogus"]],
+)
+def test_argument_errors_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(argv)
+    assert info.value.code == 2
+
+
+def test_help_documents_exit_codes() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cdrunner", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in [
+        "0  success",
+        "1  failed and rolled back",
+        "2  bad input",
+        "3  one or more hosts",
+        "4  any other",
+    ]:
+        assert line in result.stdout
+
+
+class FakeResponse:
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def __enter__(self) -> FakeResponse:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+def test_slack_is_notified_without_printing_the_url(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[Any] = []
+
+    def opener(request: Any, timeout: float) -> FakeResponse:
+        sent.append((request, timeout))
+        return FakeResponse(200)
+
+    monkeypatch.setattr("urllib.request.urlopen", opener)
+    monkeypatch.setattr("cdrunner.cli.notify_slack", lambda u, t: notify_slack(u, t, opener))
+    env = {
+        **env,
+        "SLACK_WEBHOOK": WEBHOOK,
+        "GITHUB_SERVER_URL": "https://github.test",
+        "GITHUB_REPOSITORY": "o/r",
+        "GITHUB_RUN_ID": "7",
+    }
+    code, output = deploy(tmp_path, env, FakeRunner(SUCCESS))
+    assert code == 0
+    ((request, timeout),) = sent
+    assert timeout == 10 and request.full_url == WEBHOOK and request.get_method() == "POST"
+    text = json.loads(request.data)["text"]
+    assert text.startswith("melk-deploy: Deploy of `bbbbbbbbbbbb`: succeeded (exit 0)")
+    assert text.endswith("https://github.test/o/r/actions/runs/7")
+    assert WEBHOOK not in output
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "warning"),
+    [
+        (FakeResponse(200), None),
+        (FakeResponse(500), "Slack notification failed: HTTP 500"),
+        (urllib.error.HTTPError(WEBHOOK, 404, "nope", Message(), None), "Slack: HTTP 404"),
+        (urllib.error.URLError("timed out"), "Slack notification failed: timed out"),
+        (TimeoutError(), "Slack notification failed: TimeoutError"),
+    ],
+)
+def test_notify_slack_only_warns(behaviour: Any, warning: str | None) -> None:
+    def opener(request: Any, timeout: float) -> Any:
+        if isinstance(behaviour, BaseException):
+            raise behaviour
+        return behaviour
+
+    result = notify_slack(WEBHOOK, "hi", opener)
+    assert result == (warning.replace("Slack:", "Slack notification failed:") if warning else None)
+    assert result is None or WEBHOOK not in result
+
+
+def test_notify_slack_refuses_non_https() -> None:
+    def opener(request: Any, timeout: float) -> Any:
+        raise AssertionError("must not be called")
+
+    assert "not an https" in str(notify_slack("file:///etc/passwd", "hi", opener))
+
+
+def test_slack_failure_does_not_change_the_exit_code(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "cdrunner.cli.notify_slack", lambda u, t: "Slack notification failed: HTTP 500"
+    )
+    code, output = deploy(tmp_path, {**env, "SLACK_WEBHOOK": WEBHOOK}, FakeRunner(SUCCESS))
+    assert code == 0 and "warning: Slack notification failed: HTTP 500" in output
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({}, None),
+        ({"GITHUB_SERVER_URL": "https://g", "GITHUB_REPOSITORY": "o/r"}, None),
+        (
+            {"GITHUB_SERVER_URL": "https://g", "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "1"},
+            "https://g/o/r/actions/runs/1",
+        ),
+    ],
+)
+def test_run_url(env: dict[str, str], url: str | None) -> None:
+    assert run_url(env) == url
+
+
+@pytest.mark.parametrize(
+    ("text", "secrets", "masked"),
+    [
+        ("token=abcdef123 end", ["abcdef123"], f"token={MASK} end"),
+        ("abcdef123456", ["abcdef", "abcdef123456"], MASK),
+        ("nothing here", ["zzzzzz"], "nothing here"),
+        ("x", [""], "x"),
+    ],
+)
+def test_mask(text: str, secrets: list[str], masked: str) -> None:
+    assert mask(text, secrets) == masked
+
+
+def test_scrub_artifacts(tmp_path: Path) -> None:
+    (tmp_path / "job_events").mkdir()
+    (tmp_path / "job_events" / "1.json").write_text(f'{{"msg": "{SENTINEL}"}}')
+    (tmp_path / "stdout").write_text("clean")
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    assert scrub_artifacts(tmp_path, [SENTINEL]) == [tmp_path / "job_events" / "1.json"]
+    assert SENTINEL not in (tmp_path / "job_events" / "1.json").read_text()
+    assert scrub_artifacts(tmp_path, []) == []
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs an ssh client on PATH")
+def test_real_runner_refuses_bad_sha_and_keeps_no_secret(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The real ansible-runner and playbook, validation play only (controller,
+    no host contacted): exit 2, and the secrets are nowhere in the artifacts."""
+    env = {
+        **os.environ,
+        **env,
+        "DEPLOY_HOST": "web1,web2",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+    }
+    env.pop("GITHUB_STEP_SUMMARY")
+    out = io.StringIO()
+    code = main(
+        ["deploy", "--sha", "abc; rm", "--artifacts-dir", str(tmp_path / "artifacts")], env, out
+    )
+    output = out.getvalue()
+    assert code == 2, output
+    assert "Refused before any host was touched" in output
+    assert "| web1 | refused |" in output and "| web2 | refused |" in output
+    files = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"command", "stdout", "rc", "status"}
+    command = json.loads(next(p for p in files if p.name == "command").read_text())
+    assert command["env"]["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+    assert any(arg.startswith("@") and arg.endswith("/env/extravars") for arg in command["command"])
+    for secret in [SENTINEL, "another-s3cret", *KEY_BODY]:
+        assert secret not in output
+        for path in files:
+            assert secret not in path.read_text(errors="replace"), path
+    assert "WARNING: secret values" not in output
