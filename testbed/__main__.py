@@ -5,6 +5,11 @@ images [NAME..]  build the cached base images (server, server-bookworm, app-base
 refs             print the image references as JSON (for Molecule and tests)
 env              print shell exports of the image references (eval "$(... env)")
 prepare          engine + every image: all a test run needs before it starts
+app-image VERSION [MODE]
+                 build a sample app release as melk-testbed/melk-ai:SHA (not
+                 pushed); print its sha
+load-image CONTAINER REF
+                 copy an image from this engine into a test server's engine
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ from testbed import ROOT, TestbedError, images, log, registry
 
 APP_DIR = ROOT / "app"
 REPOSITORY = "melk-ai"
+# Releases built for Molecule never go through a registry: they are loaded
+# into a test server's engine directly, under this name.
+LOCAL_REPOSITORY = "melk-testbed/melk-ai"
 
 
 def release_sha(version: str, mode: str = "ok", extra: str = "") -> str:
@@ -35,7 +38,7 @@ def build_release(
     """Build (and push) one release of the sample app; return its sha."""
     env_bits = ",".join(f"{k}={v}" for k, v in sorted((extra_env or {}).items()))
     sha = release_sha(version, mode, env_bits)
-    ref = push_ref(sha)
+    ref = push_ref(sha) if push else f"{LOCAL_REPOSITORY}:{sha}"
     args = [
         "docker",
         "build",

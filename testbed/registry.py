@@ -8,6 +8,7 @@ registry.test:host-gateway) and list in their engine's insecure-registries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -19,7 +20,14 @@ from pathlib import Path
 
 from testbed import STATE_DIR, TestbedError, log
 
-PORT = 5055
+
+def _default_port() -> int:
+    """A port of this checkout's own (5100-5899), so two clones do not collide."""
+    digest = hashlib.sha256(str(STATE_DIR).encode()).digest()
+    return 5100 + int.from_bytes(digest[:2], "big") % 800
+
+
+PORT = int(os.environ.get("MELK_REGISTRY_PORT") or _default_port())
 REGISTRY_HOST = "registry.test"
 DIR = STATE_DIR / "registry"
 

@@ -12,7 +12,7 @@ import time
 import pytest
 from conftest import SENTINEL, Bed, Run, playbook_env
 
-from testbed import ROOT
+from testbed import ROOT, app
 from testbed.load import Load, Report
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,7 @@ def test_deploy_v2_under_load_drops_nothing(bed: Bed) -> None:
     # the old release's container is gone, its image kept for rollback
     containers = bed.sh("docker ps -a --format '{{.Names}} {{.Label \"io.melk.sha\"}}'").split("\n")
     assert [c.split()[1] for c in containers if c] == [bed.releases["v2"]]
-    images = bed.sh("docker images --format '{{.Tag}}' registry.test:5055/melk-ai").split()
+    images = bed.sh(f"docker images --format '{{{{.Tag}}}}' {app.pull_repository()}").split()
     assert bed.releases["v1"] in images
 
 

@@ -92,7 +92,7 @@ def test_only_the_new_release_runs(host, state, containers):
     assert labels["io.melk.app"] == "melk-ai"
     assert SENTINEL not in json.dumps(labels)
     image = inspect(host, f"melk-ai-{slot}", "{{.Config.Image}}").strip()
-    assert image == f"127.0.0.1:5055/melk-ai:{V2}"
+    assert image == f"melk-testbed/melk-ai:{V2}"
 
 
 def test_release_published_on_loopback_only(host, state):
@@ -146,7 +146,7 @@ def test_secret_not_in_history(host):
 def test_previous_release_image_is_kept_for_rollback(host):
     for sha in (V1, V2):
         assert (
-            host.run(f"docker image inspect --format '{{{{.Id}}}}' 127.0.0.1:5055/melk-ai:{sha}").rc
+            host.run(f"docker image inspect --format '{{{{.Id}}}}' melk-testbed/melk-ai:{sha}").rc
             == 0
         )
 

@@ -79,7 +79,7 @@ def test_rolled_back_release_image_is_kept(host):
     # v2 stays retained: a deploy of it again needs no registry
     for sha in (V1, V2):
         assert (
-            host.run(f"docker image inspect --format '{{{{.Id}}}}' 127.0.0.1:5055/melk-ai:{sha}").rc
+            host.run(f"docker image inspect --format '{{{{.Id}}}}' melk-testbed/melk-ai:{sha}").rc
             == 0
         )
 
