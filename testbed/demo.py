@@ -20,7 +20,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -639,17 +638,8 @@ def main_clean() -> int:
     for name, pid in ours.items():
         if running.get(name) != pid:
             continue
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
+        if not registry.stop_listener(name, pid):
             continue
-        for _ in range(50):
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.1)
-        (registry.DIR / f"{name}.pid").unlink(missing_ok=True)
         say(f"demo-clean: stopped the registry listener the demo started ({name}, pid {pid})")
         stopped += 1
     if not stopped:

@@ -129,21 +129,30 @@ def start() -> None:
         log(f"registry listening on {addr}")
 
 
+def stop_listener(name: str, pid: int) -> bool:
+    """SIGTERM one listener, wait up to 5 s for it to end; False if it was not running."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return False
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.1)
+    _pidfile(name).unlink(missing_ok=True)
+    return True
+
+
 def stop() -> None:
     """Stop both listeners (the stored images stay)."""
     for name in ("loopback", "bridge"):
         try:
             pid = int(_pidfile(name).read_text())
-            os.kill(pid, signal.SIGTERM)
         except (OSError, ValueError):
             continue
-        for _ in range(50):
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.1)
-        _pidfile(name).unlink(missing_ok=True)
+        stop_listener(name, pid)
 
 
 def is_up() -> bool:

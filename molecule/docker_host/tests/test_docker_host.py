@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import pytest
 import testinfra.utils.ansible_runner
+
+from testbed.servers import load_image
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]
@@ -51,22 +52,7 @@ def test_deploy_user_runs_docker_without_sudo(host):
 def busybox_loaded(host):
     """Load the test bed's tiny image into the inner engine (no registry, no pull)."""
     image = os.environ["TESTBED_BUSYBOX_IMAGE"]
-    name = host.backend.get_hostname()
-    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-    assert save.stdout is not None
-    try:
-        load = subprocess.run(
-            ["docker", "exec", "-i", name, "docker", "load"],
-            stdin=save.stdout,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-    finally:
-        save.stdout.close()  # if load failed, save gets SIGPIPE instead of blocking
-        save.wait(timeout=30)
-    assert load.returncode == 0, load.stderr
+    load_image(host.backend.get_hostname(), image)
     return image
 
 
