@@ -78,14 +78,16 @@ molecule: $(addprefix molecule-,$(SCENARIOS)) ## every Molecule scenario
 $(addprefix molecule-,$(SCENARIOS)): molecule-%: testbed
 	@echo ">> molecule: scenario $*"
 	docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null
-	eval "$$($(BIN)/python -m testbed env)"; rc=0; $(BIN)/molecule test -s $* || rc=$$?; \
-	  docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null; exit $$rc
+	eval "$$($(BIN)/python -m testbed env)"; rc=0; start=$$(date +%s); \
+	  $(BIN)/molecule test -s $* || rc=$$?; \
+	  docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null; \
+	  echo ">> molecule: scenario $* took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 integration: testbed ## playbook-level tests against containers (no SSH)
 	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/integration -q
 
 e2e: testbed ## end-to-end over SSH with a registry and load
-	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/e2e -q
+	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/e2e -q -rA --durations=10 -p no:cacheprovider
 
 test: lint security unit molecule e2e ## every check: lint, security, unit, Molecule, end-to-end
 	@echo ">> make test: all checks passed"
