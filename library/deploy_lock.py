@@ -426,7 +426,10 @@ def run(params: Mapping[str, Any], check_mode: bool, now: datetime | None = None
         return {
             "failed": True,
             "changed": False,
-            "msg": f"directory {directory} of deploy lock {path} does not exist",
+            "msg": (
+                f"directory {directory} of deploy lock {path} does not exist: "
+                "provision the host first (playbooks/provision.yml)"
+            ),
         }
     state = params.get("state") or "acquire"
     try:

@@ -280,6 +280,7 @@ def test_missing_directory_and_params(tmp_path: Path) -> None:
     result = acquire(tmp_path / "missing" / "deploy.lock")
     assert result["failed"] is True
     assert "does not exist" in result["msg"]
+    assert "provision.yml" in result["msg"]
     bad = run({"path": str(tmp_path / "l"), "state": "acquire", "run_id": "r"}, check_mode=False)
     assert bad["failed"] is True
     assert "owner" in bad["msg"]
