@@ -77,10 +77,10 @@ molecule: $(addprefix molecule-,$(SCENARIOS)) ## every Molecule scenario
 # starts without them and removes them afterwards.
 $(addprefix molecule-,$(SCENARIOS)): molecule-%: testbed
 	@echo ">> molecule: scenario $*"
-	docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null
+	docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null 2>&1 || true
 	eval "$$($(BIN)/python -m testbed env)"; rc=0; start=$$(date +%s); \
 	  $(BIN)/molecule test -s $* || rc=$$?; \
-	  docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null; \
+	  { docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null 2>&1 || true; }; \
 	  echo ">> molecule: scenario $* took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 integration: testbed ## playbook-level tests against containers (no SSH)

@@ -11,28 +11,26 @@ import hashlib
 import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.environ["MOLECULE_PROJECT_DIRECTORY"])
-from testbed.app import release_sha  # a pure function of the version
+from testbed.molecule_checks import (
+    FETCH,
+    SENTINEL,
+    SLOT_PORTS,
+    STATE_DIR,
+    V1,
+    V2,
+    ansible_log_lines,
+    read_state,
+    secret_leaks,
+)
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]
 ).get_hosts("all")
-
-SENTINEL = "molecule-sentinel-123"
-V1 = release_sha("v1")
-V2 = release_sha("v2")
-STATE_DIR = "/opt/melk-ai"
-SLOT_PORTS = {"blue": 18001, "green": 18002}
-
-FETCH = (
-    'python3 -c "import sys, urllib.request\n'
-    'print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())" {url}'
-)
 
 
 def inspect(host, container: str, fmt: str) -> str:
@@ -45,7 +43,7 @@ def sha256(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def state(host) -> dict:
-    return json.loads(host.file(f"{STATE_DIR}/releases.json").content_string)
+    return read_state(host)
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +53,11 @@ def containers(host) -> list[str]:
 
 
 def test_secret_not_in_ansible_output():
-    log = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "ansible.log"
-    lines = log.read_text().splitlines()
-    # Up to the recap of the last playbook run (idempotence): testinfra's own
-    # ansible-inventory dump (the inventory holds app_env) is logged after it.
-    last_recap = max(i for i, line in enumerate(lines) if "PLAY RECAP" in line)
-    lines = lines[: last_recap + 2]
+    lines = ansible_log_lines()
     # prepare (deploy of v1), converge and idempotence (v2) ran at -v
     assert any("Deploy the release" in line for line in lines)
     assert sum("TASK [app_deploy : Start the new release in slot" in line for line in lines) >= 2
-    leaks = [line.replace(SENTINEL, "<SECRET>")[:300] for line in lines if SENTINEL in line]
+    leaks = secret_leaks(lines)
     assert not leaks, "\n".join(leaks)
 
 

@@ -5,33 +5,30 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.environ["MOLECULE_PROJECT_DIRECTORY"])
-from testbed.app import release_sha  # a pure function of the version
+from testbed.molecule_checks import (
+    FETCH,
+    SLOT_PORTS,
+    STATE_DIR,
+    V1,
+    V2,
+    ansible_log_lines,
+    read_state,
+    secret_leaks,
+)
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]
 ).get_hosts("all")
 
-SENTINEL = "molecule-sentinel-123"
-V1 = release_sha("v1")
-V2 = release_sha("v2")
-STATE_DIR = "/opt/melk-ai"
-SLOT_PORTS = {"blue": 18001, "green": 18002}
-
-FETCH = (
-    'python3 -c "import sys, urllib.request\n'
-    'print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())" {url}'
-)
-
 
 @pytest.fixture(scope="module")
 def state(host) -> dict:
-    return json.loads(host.file(f"{STATE_DIR}/releases.json").content_string)
+    return read_state(host)
 
 
 def test_rollback_recorded_once(state):
@@ -89,12 +86,7 @@ def test_no_deploy_lock_left(host):
 
 
 def test_secret_not_in_ansible_output():
-    log = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "ansible.log"
-    lines = log.read_text().splitlines()
-    # Up to the recap of the last playbook run (idempotence): testinfra's own
-    # ansible-inventory dump (the inventory holds app_env) is logged after it.
-    last_recap = max(i for i, line in enumerate(lines) if "PLAY RECAP" in line)
-    lines = lines[: last_recap + 2]
+    lines = ansible_log_lines()
     assert any("TASK [rollback : " in line for line in lines)
-    leaks = [line.replace(SENTINEL, "<SECRET>")[:300] for line in lines if SENTINEL in line]
+    leaks = secret_leaks(lines)
     assert not leaks, "\n".join(leaks)
