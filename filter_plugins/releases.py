@@ -312,6 +312,31 @@ def other_slot(slot: str | None) -> str:
     raise AnsibleFilterError(f"slot {_shown(slot)} is invalid: it must be 'blue' or 'green'")
 
 
+# --------------------------------------------------------------------------- what the proxy serves
+
+_UPSTREAM_RELEASE_RE = re.compile(r"^#\s*release\s+([0-9a-f]{7,40})\s*$", re.MULTILINE)
+_UPSTREAM_SERVER_RE = re.compile(r"^\s*server\s+\S+:([0-9]{1,5})\b([^;\n]*);", re.MULTILINE)
+
+
+def serving_release(upstream: object, slot_ports: Mapping[str, Any]) -> Release | None:
+    """What the edge proxy's upstream file points at: ``{sha, slot, port}``, or None.
+
+    The file (edge_proxy's upstream.j2) names the release in a ``# release <sha>`` line and
+    its port in a ``server host:port ...;`` line.  sha is None in a file written without
+    the line; slot is None when the port is no slot's.  None when the text is empty or
+    has no server that is up (before the first deploy it has a ``down`` placeholder).
+    """
+    if not isinstance(upstream, str):
+        return None
+    server = _UPSTREAM_SERVER_RE.search(upstream)
+    if server is None or "down" in server.group(2).split():
+        return None
+    port = int(server.group(1))
+    slots = {_as_int(number): name for name, number in slot_ports.items()}
+    release = _UPSTREAM_RELEASE_RE.search(upstream)
+    return {"sha": release.group(1) if release else None, "slot": slots.get(port), "port": port}
+
+
 # --------------------------------------------------------------------------- release state
 
 
@@ -490,6 +515,36 @@ def record_release(state: object, entry: Mapping[str, Any], keep: int = 5) -> St
     if new_entry["status"] == "succeeded":
         new_state["current"] = {key: new_entry[key] for key in CURRENT_KEYS}
     new_state["history"] = _trim_history([new_entry, *new_state["history"]], keep_count)
+    return new_state
+
+
+def reconcile_state(state: object, serving: Mapping[str, Any] | None, image: str) -> State:
+    """The state with ``current`` set to what the proxy serves, when the history disagrees.
+
+    A run killed after its switch leaves the proxy on a release the history does not
+    record as current; deploying next into "the other slot" would then replace the
+    release that serves.  The proxy is the truth for traffic: when it names a release
+    (sha and slot, see serving_release) other than ``current``, ``current`` becomes that
+    release (image ``image:sha``) with ``reconciled: true``.  Otherwise the state is
+    returned normalised and unchanged.
+    """
+    new_state = release_state(state)
+    if not serving or not serving.get("sha") or serving.get("slot") not in SLOTS:
+        return new_state
+    current = new_state["current"]
+    if current is not None and (current["sha"], current["slot"]) == (
+        serving["sha"],
+        serving["slot"],
+    ):
+        return new_state
+    new_state["current"] = {
+        "sha": str(serving["sha"]),
+        "slot": str(serving["slot"]),
+        "image": f"{image}:{serving['sha']}",
+        "at": "",
+        "by": "",
+        "reconciled": True,
+    }
     return new_state
 
 
@@ -695,6 +750,8 @@ class FilterModule:
             image_error,
             env_file_content,
             other_slot,
+            serving_release,
+            reconcile_state,
             release_state,
             record_release,
             retained_releases,

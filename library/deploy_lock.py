@@ -51,6 +51,13 @@ options:
     description: What the lock is taken for, shown to anyone who finds it held.
     type: str
     default: deploy
+  read:
+    description:
+      - With O(state=acquire), files to read once the lock is held, returned in RV(files)
+        (empty text for a file that does not exist). Reading the state the lock protects in
+        the same task saves a round trip per deploy.
+    type: list
+    elements: path
 attributes:
   check_mode:
     description: Reports what would change and changes nothing.
@@ -101,6 +108,13 @@ broken:
     purpose: deploy
     since: "2026-11-27T04:00:00Z"
     pid_host: app1
+files:
+  description: Path to text of each file in O(read), read once the lock was acquired.
+  returned: when O(read) is set and the lock was acquired
+  type: dict
+  sample:
+    /opt/melk-ai/releases.json: '{"version": 1, "current": null, "history": []}'
+    /etc/nginx/edge-proxy/melk-ai.upstream: ""
 action:
   description: >-
     What was decided: create, keep (already ours), held, corrupt, remove, absent, or
@@ -299,6 +313,15 @@ def create_lock(path: str, record: Mapping[str, Any]) -> bool:
     return True
 
 
+def read_text(path: str) -> str:
+    """The text of a file, or '' when it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
+
+
 def remove_lock(path: str) -> bool:
     """Remove the lock file; False if it was already gone."""
     try:
@@ -435,6 +458,8 @@ def run(params: Mapping[str, Any], check_mode: bool, now: datetime | None = None
     try:
         if state == "acquire":
             result = _acquire(params, check_mode, moment)
+            if params.get("read") and not result.get("failed"):
+                result["files"] = {str(path): read_text(str(path)) for path in params["read"]}
         elif state == "release":
             result = _release(params, check_mode)
         else:
@@ -457,6 +482,7 @@ def main() -> None:
             "owner": {"type": "str"},
             "run_id": {"type": "str"},
             "purpose": {"type": "str", "default": "deploy"},
+            "read": {"type": "list", "elements": "path"},
         },
         required_if=[("state", "acquire", ("owner", "run_id")), ("state", "release", ("run_id",))],
         supports_check_mode=True,

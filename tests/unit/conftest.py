@@ -1,7 +1,8 @@
 """Unit tests import the filter plugin and the module straight from the repository.
 
-filter_plugins/ and library/ are not packages (Ansible loads their files by path), so
-their directories go first on sys.path: ``import releases`` and ``import deploy_lock``.
+filter_plugins/, library/ and the roles' library/ are not packages (Ansible loads their
+files by path), so their directories go first on sys.path: ``import releases``,
+``import deploy_lock``, ``import health_probe``.
 """
 
 import sys
@@ -11,7 +12,7 @@ from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
-for directory in (ROOT / "filter_plugins", ROOT / "library"):
+for directory in (ROOT / "filter_plugins", ROOT / "library", *ROOT.glob("roles/*/library")):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
 

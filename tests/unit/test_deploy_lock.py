@@ -203,6 +203,36 @@ def test_second_acquire_by_another_run_fails(lock_path: Path) -> None:
     assert lock_path.read_text() == before
 
 
+@pytest.mark.parametrize("exists", [True, False])
+def test_acquire_reads_the_state_file_under_the_lock(lock_path: Path, exists: bool) -> None:
+    state = lock_path.parent / "releases.json"
+    if exists:
+        state.write_text('{"current": null}\n')
+    other = lock_path.parent / "missing.upstream"
+    params = {
+        "path": str(lock_path),
+        "owner": "a@c",
+        "run_id": "r",
+        "read": [str(state), str(other)],
+    }
+    result = run(params, check_mode=False, now=NOW)
+    assert result["changed"] is True
+    assert result["files"] == {
+        str(state): '{"current": null}\n' if exists else "",
+        str(other): "",
+    }
+
+
+def test_a_held_lock_returns_no_content(lock_path: Path) -> None:
+    acquire(lock_path)
+    state = lock_path.parent / "releases.json"
+    state.write_text("{}")
+    params = {"path": str(lock_path), "owner": "b@c", "run_id": "other", "read": [str(state)]}
+    result = run(params, check_mode=False, now=NOW)
+    assert result["failed"] is True
+    assert "files" not in result
+
+
 def test_reacquire_by_same_run_is_unchanged(lock_path: Path) -> None:
     acquire(lock_path)
     before = lock_path.read_text()
@@ -305,6 +335,6 @@ def test_documentation_is_yaml_and_matches_argument_spec() -> None:
     yaml.safe_load(deploy_lock.EXAMPLES)
     returns = yaml.safe_load(deploy_lock.RETURN)
     assert doc["module"] == "deploy_lock"
-    assert set(doc["options"]) == {"path", "state", "owner", "run_id", "purpose"}
+    assert set(doc["options"]) == {"path", "state", "owner", "run_id", "purpose", "read"}
     assert doc["options"]["state"]["choices"] == list(deploy_lock.STATES)
-    assert {"lock", "broken", "action"} <= set(returns)
+    assert {"lock", "broken", "action", "files"} <= set(returns)

@@ -672,6 +672,8 @@ def test_filter_module_exposes_every_filter() -> None:
         "image_error",
         "env_file_content",
         "other_slot",
+        "serving_release",
+        "reconcile_state",
         "release_state",
         "record_release",
         "retained_releases",
@@ -772,3 +774,88 @@ def test_env_file_round_trip(env: dict[str, object]) -> None:
     for key, value in env.items():
         expected = ("true" if value else "false") if isinstance(value, bool) else str(value)
         assert parsed[key] == expected
+
+
+# --------------------------------------------------------------------------- proxy reconcile
+
+SLOT_PORTS = {"blue": 18001, "green": 18002}
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+
+
+def upstream_text(port: int, sha: str | None = None) -> str:
+    lines = ["# Ansible managed"]
+    if sha:
+        lines.append(f"# release {sha}")
+    lines.append(f"server 127.0.0.1:{port} max_fails=0;")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (upstream_text(18002, SHA_B), {"sha": SHA_B, "slot": "green", "port": 18002}),
+        (upstream_text(18001), {"sha": None, "slot": "blue", "port": 18001}),
+        (upstream_text(8080, SHA_A), {"sha": SHA_A, "slot": None, "port": 8080}),
+        ("# no release deployed yet\nserver 127.0.0.1:9 down;\n", None),
+        ("", None),
+        (None, None),
+        ("garbage", None),
+    ],
+)
+def test_serving_release(text: str | None, expected: dict[str, object] | None) -> None:
+    assert releases.serving_release(text, SLOT_PORTS) == expected
+
+
+def state_serving(sha: str, slot: str) -> dict[str, object]:
+    entry = {
+        "sha": sha,
+        "image": f"reg/app:{sha}",
+        "slot": slot,
+        "kind": "deploy",
+        "status": "succeeded",
+    }
+    return releases.record_release(None, entry)
+
+
+def test_reconcile_keeps_a_state_that_agrees_with_the_proxy() -> None:
+    state = state_serving(SHA_A, "blue")
+    serving = releases.serving_release(upstream_text(18001, SHA_A), SLOT_PORTS)
+    assert releases.reconcile_state(state, serving, "reg/app") == state
+
+
+@pytest.mark.parametrize(
+    "serving",
+    [None, {"sha": None, "slot": "green", "port": 18002}, {"sha": SHA_B, "slot": None, "port": 1}],
+)
+def test_reconcile_trusts_the_history_when_the_proxy_names_no_release(
+    serving: dict[str, object] | None,
+) -> None:
+    state = state_serving(SHA_A, "blue")
+    assert releases.reconcile_state(state, serving, "reg/app") == state
+
+
+def test_reconcile_follows_the_proxy_after_a_run_killed_after_its_switch() -> None:
+    state = state_serving(SHA_A, "blue")
+    serving = releases.serving_release(upstream_text(18002, SHA_B), SLOT_PORTS)
+    fixed = releases.reconcile_state(state, serving, "reg/app")
+    assert fixed["current"] == {
+        "sha": SHA_B,
+        "slot": "green",
+        "image": f"reg/app:{SHA_B}",
+        "at": "",
+        "by": "",
+        "reconciled": True,
+    }
+    assert fixed["history"] == state["history"]
+    assert releases.other_slot(fixed["current"]["slot"]) == "blue"
+    # the history still offers the release before as the one to roll back to
+    assert releases.previous_release(fixed)["sha"] == SHA_A
+    assert state["current"]["sha"] == SHA_A  # the input is not changed
+
+
+def test_reconcile_on_a_host_with_no_history() -> None:
+    serving = {"sha": SHA_B, "slot": "green", "port": 18002}
+    fixed = releases.reconcile_state(None, serving, "reg/app")
+    assert fixed["current"]["slot"] == "green"
+    assert fixed["history"] == []

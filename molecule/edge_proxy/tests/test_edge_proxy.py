@@ -126,3 +126,19 @@ def test_refused_switch_left_the_live_file_unchanged(host):
     content = host.file(UPSTREAM).content_string
     assert "70000" not in content
     assert "server 127.0.0.1:18001 " in content
+
+
+def test_a_reload_refuses_an_invalid_config_and_keeps_serving(host):
+    broken = "/etc/nginx/conf.d/zz-broken.conf"
+    master = host.check_output("cat /run/nginx.pid")
+    host.run(f"echo 'this is not nginx;' > {broken}")
+    try:
+        reload = host.run("systemctl reload nginx")
+        assert reload.rc != 0, "systemctl reload accepted an invalid configuration"
+        assert host.check_output("cat /run/nginx.pid") == master
+        status, body = fetch(host, "http://127.0.0.1:80/")
+        assert status == 200
+        assert MARKER in body
+    finally:
+        host.run(f"rm -f {broken}")
+    assert host.run("systemctl reload nginx").rc == 0
