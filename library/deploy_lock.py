@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -58,6 +59,13 @@ options:
         the same task saves a round trip per deploy.
     type: list
     elements: path
+  write:
+    description:
+      - With O(state=release), files to write (path to text) before the lock is removed,
+        each atomically (a temporary file renamed over it, mode 0644). They are written
+        only while this run holds the lock; otherwise the module fails and writes nothing.
+        The run's record thus lands in the same step that ends it.
+    type: dict
 attributes:
   check_mode:
     description: Reports what would change and changes nothing.
@@ -108,6 +116,11 @@ broken:
     purpose: deploy
     since: "2026-11-27T04:00:00Z"
     pid_host: app1
+written:
+  description: The paths of O(write) that were written.
+  returned: when state is release
+  type: list
+  elements: str
 files:
   description: Path to text of each file in O(read), read once the lock was acquired.
   returned: when O(read) is set and the lock was acquired
@@ -322,6 +335,23 @@ def read_text(path: str) -> str:
         return ""
 
 
+def write_atomic(path: str, text: str) -> None:
+    """Write text to path through a temporary file in its directory, renamed over it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".deploy-lock-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def remove_lock(path: str) -> bool:
     """Remove the lock file; False if it was already gone."""
     try:
@@ -383,8 +413,21 @@ def _acquire(params: Mapping[str, Any], check_mode: bool, now: datetime) -> dict
 
 def _release(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
     path = str(params["path"])
+    writes: Mapping[str, Any] = params.get("write") or {}
     existing, reason = read_lock(path)
     action = decide(existing, "release", str(params["run_id"]), corrupt=reason is not None)
+    if writes and action != REMOVE:
+        return {
+            "failed": True,
+            "action": action,
+            "lock": existing,
+            "written": [],
+            "msg": (
+                f"deploy lock {path} is no longer held by this run (it was broken), so "
+                f"{', '.join(sorted(writes))} was not written: this run's record is lost. "
+                "Check what serves with playbooks/status.yml."
+            ),
+        }
     if action == ABSENT:
         return {"changed": False, "action": ABSENT, "msg": f"deploy lock {path} is not held"}
     if action == FOREIGN:
@@ -402,12 +445,16 @@ def _release(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
             "msg": f"deploy lock {path} left in place: it is not held by this run",
             "warnings": [warning],
         }
+    written = sorted(writes)
     if not check_mode:
+        for target in written:
+            write_atomic(target, str(writes[target]))
         remove_lock(path)
     return {
         "changed": True,
         "action": REMOVE,
         "lock": existing,
+        "written": written,
         "msg": f"released deploy lock {path}",
     }
 
@@ -483,6 +530,7 @@ def main() -> None:
             "run_id": {"type": "str"},
             "purpose": {"type": "str", "default": "deploy"},
             "read": {"type": "list", "elements": "path"},
+            "write": {"type": "dict"},
         },
         required_if=[("state", "acquire", ("owner", "run_id")), ("state", "release", ("run_id",))],
         supports_check_mode=True,

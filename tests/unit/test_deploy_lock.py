@@ -233,6 +233,44 @@ def test_a_held_lock_returns_no_content(lock_path: Path) -> None:
     assert "files" not in result
 
 
+def test_release_writes_the_record_then_removes_the_lock(lock_path: Path) -> None:
+    acquire(lock_path)
+    state = lock_path.parent / "releases.json"
+    state.write_text("old")
+    params = {"path": str(lock_path), "state": "release", "run_id": "run-a"}
+    result = run({**params, "write": {str(state): '{"new": 1}\n'}}, check_mode=False)
+    assert result["changed"] is True
+    assert result["written"] == [str(state)]
+    assert state.read_text() == '{"new": 1}\n'
+    assert state.stat().st_mode & 0o777 == 0o644
+    assert not lock_path.exists()
+    assert [p.name for p in lock_path.parent.iterdir()] == ["releases.json"]
+
+
+@pytest.mark.parametrize("holder", ["run-b", None])
+def test_release_writes_nothing_without_the_lock(lock_path: Path, holder: str | None) -> None:
+    if holder:
+        acquire(lock_path, run_id=holder, owner="bob@ctl")
+    state = lock_path.parent / "releases.json"
+    state.write_text("theirs")
+    params = {"path": str(lock_path), "state": "release", "run_id": "run-a"}
+    result = run({**params, "write": {str(state): "ours"}}, check_mode=False)
+    assert result["failed"] is True
+    assert "was not written" in result["msg"]
+    assert state.read_text() == "theirs"
+    assert lock_path.exists() is bool(holder)
+
+
+def test_release_in_check_mode_writes_nothing(lock_path: Path) -> None:
+    acquire(lock_path)
+    state = lock_path.parent / "releases.json"
+    params = {"path": str(lock_path), "state": "release", "run_id": "run-a"}
+    result = run({**params, "write": {str(state): "x"}}, check_mode=True)
+    assert result["changed"] is True
+    assert not state.exists()
+    assert lock_path.exists()
+
+
 def test_reacquire_by_same_run_is_unchanged(lock_path: Path) -> None:
     acquire(lock_path)
     before = lock_path.read_text()
@@ -335,6 +373,6 @@ def test_documentation_is_yaml_and_matches_argument_spec() -> None:
     yaml.safe_load(deploy_lock.EXAMPLES)
     returns = yaml.safe_load(deploy_lock.RETURN)
     assert doc["module"] == "deploy_lock"
-    assert set(doc["options"]) == {"path", "state", "owner", "run_id", "purpose", "read"}
+    assert set(doc["options"]) == {"path", "state", "owner", "run_id", "purpose", "read", "write"}
     assert doc["options"]["state"]["choices"] == list(deploy_lock.STATES)
-    assert {"lock", "broken", "action", "files"} <= set(returns)
+    assert {"lock", "broken", "action", "files", "written"} <= set(returns)
