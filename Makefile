@@ -14,7 +14,7 @@ export PY_COLORS := 0
 
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup lock testbed lint lint-code lint-workflows security unit molecule \
+.PHONY: help setup lock testbed lint lint-code lint-workflows security unit molecule lane-molecule lane-ssh \
 	$(addprefix molecule-,$(SCENARIOS)) integration e2e test demo demo-clean bench clean
 
 help: ## list the targets
@@ -70,7 +70,8 @@ unit: $(STAMP) ## pytest on the pure Python (filters, modules, cdrunner), covera
 	$(BIN)/pytest tests/unit -q --cov=cdrunner --cov=filter_plugins --cov-fail-under=80
 
 # Molecule scenarios run one after another: each starts a systemd container
-# with its own Docker engine, and two cores do not run two of them well.
+# with its own Docker engine, and two cores do not run two of them well
+# (make test runs them beside the SSH suites, see lane-molecule).
 molecule: $(addprefix molecule-,$(SCENARIOS)) ## every Molecule scenario
 
 # Inner engines keep their images in named volumes melk-mol-*; each scenario
@@ -89,8 +90,20 @@ integration: testbed ## playbook-level tests against containers (no SSH)
 e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/e2e -q -rA --durations=10 -p no:cacheprovider
 
-test: lint security unit molecule e2e ## every check: lint, security, unit, Molecule, end-to-end
+# After the quick checks, two lanes at once, each prefixing its lines: the
+# Molecule scenarios one after another, and the SSH suites one after another.
+# Each lane mostly waits (boots, health windows, SSH), so two share two cores.
+SSH_SUITES := e2e
+
+test: lint security unit testbed ## every check: lint, security, unit, Molecule, end-to-end
+	@$(MAKE) --no-print-directory -j2 lane-molecule lane-ssh
 	@echo ">> make test: all checks passed"
+
+lane-molecule:
+	@$(MAKE) --no-print-directory -j1 molecule 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[molecule] /'
+
+lane-ssh:
+	@$(MAKE) --no-print-directory -j1 $(SSH_SUITES) 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[ssh] /'
 
 demo: testbed ## the main job on a local sandbox server (http://127.0.0.1:8080, DEMO_PORT)
 	$(BIN)/python -m testbed.demo
