@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed import ROOT, STATE_DIR, TestbedError, app, engine, images, registry, servers
-from testbed.demo import Ticker, duration, error_message, say, served_chain
+from testbed.demo import Ticker, clip, duration, error_message, say, served_chain
 from testbed.load import Load, Outcome, Report
 from testbed.servers import Server
 
@@ -740,7 +740,11 @@ def ansible_settings() -> dict[str, Any]:
     for key in ("pipelining", "ssh_args"):
         match = re.search(rf"^{key}\s*=\s*(.*)$", config, re.M)
         found[key] = match.group(1).strip() if match else None
-    found["env"] = {k: v for k, v in sorted(os.environ.items()) if k.startswith("ANSIBLE_")}
+    found["env"] = {
+        k: v.replace(f"{ROOT}/", "")
+        for k, v in sorted(os.environ.items())
+        if k.startswith("ANSIBLE_")
+    }
     return found
 
 
@@ -838,6 +842,14 @@ def ratio_row(ours: Measure | None, naive: Measure | None, label: str) -> list[s
     ]
 
 
+def time_line(run: Measure) -> str:
+    slowest = ", ".join(
+        f"{clip(name.split(' : ')[-1], 44)} {sec:.1f} s" for name, sec in run.slowest[:3]
+    )
+    each = run.wall / run.tasks
+    return f"- {run.label}: {run.tasks} task results, {each:.2f} s each on average; {slowest}"
+
+
 def table(results: Results) -> list[str]:
     m = results.measures
     lines = [f"## make bench, {results.started} (total {duration(results.wall)})", ""]
@@ -869,9 +881,15 @@ def table(results: Results) -> list[str]:
     rec = m["degrade"].recovery if "degrade" in m else None
     lines += [
         "",
+        "For the degrading release, (server) is when the proxy was switched back.",
+    ]
+    lines += [
+        "",
         f"Recovery from the degrading release: {secs(rec)} "
         "(first failed request to the old version answering again).",
     ]
+    lines += ["", "Where the time goes (task results per run, profile_tasks' slowest):", ""]
+    lines += [time_line(run) for run in m.values() if run.tasks]
     lines += ["", "Fleet (one deploy, no load, image not on the hosts):", ""]
     one = results.fleet.get(1)
     fleet_rows = [
@@ -919,6 +937,70 @@ def to_json(results: Results) -> dict[str, Any]:
     }
 
 
+CHART_RUNS = (
+    ("deploy_cold", "ours: ansible-playbook deploy.yml"),
+    ("naive_cold", "naive: docker compose down && up -d"),
+)
+COLORS = ("#4c72b0", "#55a868", "#8172b2", "#ccb974")
+FAILED_COLOR = "#c44e52"
+
+
+def chart_ceiling(runs: Iterable[Measure]) -> float:
+    """The y-axis top: room above the answered traffic. Failures come back at
+    once and their clients retry at once, so their bars are cut at the top."""
+    answered = [b.rps(sum(b.versions.values())) for run in runs for b in run.series]
+    return max(10.0, 2.5 * max(answered, default=0.0))
+
+
+def draw_run(ax: Any, run: Measure, title: str, ceiling: float) -> None:
+    """Stacked bars per time bucket: answered by each version, then failed."""
+    series = run.series
+    versions = sorted(
+        {v for b in series for v in b.versions},
+        key=lambda v: min(b.start for b in series if v in b.versions),
+    )
+    x = [b.start for b in series]
+    bottom = [0.0] * len(x)
+    for index, version in enumerate(versions):
+        heights = [b.rps(b.versions.get(version, 0)) for b in series]
+        ax.bar(
+            x,
+            heights,
+            BUCKET,
+            bottom=bottom,
+            align="edge",
+            label=f"answered by {version}",
+            color=COLORS[index % len(COLORS)],
+        )
+        bottom = [a + h for a, h in zip(bottom, heights, strict=True)]
+    failed = [b.rps(b.failed) for b in series]
+    shown = [max(0.0, min(f, ceiling - low)) for f, low in zip(failed, bottom, strict=True)]
+    ax.bar(x, shown, BUCKET, bottom=bottom, align="edge", label="failed", color=FAILED_COLOR)
+    if any(f > s for f, s in zip(failed, shown, strict=True)):
+        ax.text(
+            0.99,
+            0.97,
+            f"failed bars cut: up to {max(failed):.0f} requests/s",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+        )
+    ax.axvspan(0, run.wall, color="0.88", zorder=0, label="the command runs")
+    if run.switch is not None:
+        ax.axvline(
+            run.switch,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"first answer by the new version ({run.switch:.1f} s)",
+        )
+    ax.set_ylim(0, ceiling)
+    ax.set_title(f"{title}\n{run.failed} of {run.total} requests failed, wall {run.wall:.1f} s")
+    ax.set_xlabel("seconds since the deploy started")
+    ax.legend(loc="upper left", fontsize=8)
+
+
 def chart(results: Results, path: Path) -> None:
     """Requests per second by version served, ours beside the naive method,
     during a deploy of a new release (image not on the host)."""
@@ -927,51 +1009,16 @@ def chart(results: Results, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = [
-        ("deploy_cold", "ours: ansible-playbook deploy.yml"),
-        ("naive_cold", "naive: docker compose down && up -d"),
-    ]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
-    colors = ["#4c72b0", "#55a868", "#8172b2", "#ccb974"]
-    for ax, (name, title) in zip(axes, pairs, strict=True):
-        run = results.measures.get(name)
+    runs = [(results.measures.get(name), title) for name, title in CHART_RUNS]
+    ceiling = chart_ceiling(run for run, _ in runs if run is not None)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    for ax, (run, title) in zip(axes, runs, strict=True):
         if run is None:
             ax.set_title(f"{title}: not measured")
-            continue
-        versions = sorted(
-            {v for b in run.series for v in b.versions},
-            key=lambda v: min(b.start for b in run.series if v in b.versions),
-        )
-        x = [b.start for b in run.series]
-        bottom = [0.0] * len(x)
-        for index, version in enumerate(versions):
-            heights = [b.rps(b.versions.get(version, 0)) for b in run.series]
-            ax.bar(
-                x,
-                heights,
-                BUCKET,
-                bottom=bottom,
-                align="edge",
-                label=f"answered by {version}",
-                color=colors[index % len(colors)],
-            )
-            bottom = [a + h for a, h in zip(bottom, heights, strict=True)]
-        failed = [b.rps(b.failed) for b in run.series]
-        ax.bar(x, failed, BUCKET, bottom=bottom, align="edge", label="failed", color="#c44e52")
-        ax.axvspan(0, run.wall, color="0.85", zorder=0, label="command runs")
-        if run.switch is not None:
-            ax.axvline(
-                run.switch,
-                color="black",
-                linestyle="--",
-                linewidth=1,
-                label=f"first answer by the new version ({run.switch:.1f} s)",
-            )
-        ax.set_title(f"{title}\n{run.failed} of {run.total} requests failed, wall {run.wall:.1f} s")
-        ax.set_xlabel("seconds since the deploy started")
-        ax.legend(loc="upper left", fontsize=8)
+        else:
+            draw_run(ax, run, title, ceiling)
     axes[0].set_ylabel("requests per second")
-    fig.suptitle("Deploy of a new release under load, one host (make bench)")
+    fig.suptitle("A deploy of a new release under load, one host (make bench)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
