@@ -104,7 +104,8 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-bench.txt -c requirements.txt
 	@touch $@
 
-# Not part of make test: about 10 minutes, and its figures are results, not checks.
+# Not part of make test: it runs a dozen deploys (minutes), and its figures are
+# results, not checks.
 bench: testbed $(BENCH_STAMP) ## the deploy benchmark: table, .testbed/bench/bench.{md,json,png}
 	$(BIN)/python -m testbed.bench
 

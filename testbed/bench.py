@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed import ROOT, STATE_DIR, TestbedError, app, engine, images, registry, servers
-from testbed.demo import Ticker, clip, duration, error_message, say, served_chain
+from testbed.demo import Ticker, duration, error_message, say, served_chain
 from testbed.load import Load, Outcome, Report
 from testbed.servers import Server
 
@@ -492,6 +492,9 @@ class Results:
     releases: dict[str, str] = field(default_factory=dict)
     ansible: dict[str, Any] = field(default_factory=dict)
     wall: float = 0.0
+    # the machine's 1-minute load average at the start and the end: the
+    # figures are only comparable between runs on an equally busy machine
+    load_average: list[float] = field(default_factory=list)
 
 
 class Bench:
@@ -500,6 +503,7 @@ class Bench:
         self.servers: list[Server] = []
         self.started: list[str] = []
         self.results = Results(datetime.now(UTC).isoformat(timespec="seconds"))
+        self.results.load_average.append(round(os.getloadavg()[0], 1))
         self.step = 0
         self.steps = 7
 
@@ -677,6 +681,7 @@ class Bench:
     def report(self, wall: float) -> None:
         self.begin("Figures")
         self.results.wall = wall
+        self.results.load_average.append(round(os.getloadavg()[0], 1))
         BENCH_DIR.mkdir(parents=True, exist_ok=True)
         lines = table(self.results)
         for line in lines:
@@ -843,9 +848,7 @@ def ratio_row(ours: Measure | None, naive: Measure | None, label: str) -> list[s
 
 
 def time_line(run: Measure) -> str:
-    slowest = ", ".join(
-        f"{clip(name.split(' : ')[-1], 44)} {sec:.1f} s" for name, sec in run.slowest[:3]
-    )
+    slowest = "; ".join(f"{name.split(' : ')[-1]} {sec:.1f} s" for name, sec in run.slowest[:3])
     each = run.wall / run.tasks
     return f"- {run.label}: {run.tasks} task results, {each:.2f} s each on average; {slowest}"
 
@@ -856,7 +859,9 @@ def table(results: Results) -> list[str]:
     lines.append(
         "One host (melk-bench-1), load through its edge proxy: "
         f"{LOAD_WORKERS} clients, one request in four /slow?ms={LOAD_SLOW_MS}; "
-        f"app_verify_seconds={VERIFY_SECONDS}."
+        f"app_verify_seconds={VERIFY_SECONDS}. Machine: {os.cpu_count()} cores, load average "
+        + " -> ".join(f"{x:.1f}" for x in results.load_average)
+        + " (start -> end)."
     )
     lines.append("")
     head = [
@@ -921,7 +926,11 @@ def to_json(results: Results) -> dict[str, Any]:
     return {
         "started": results.started,
         "wall_seconds": round(results.wall, 1),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_start_end": results.load_average,
+            "python": platform.python_version(),
+        },
         "ansible": results.ansible,
         "settings": {
             "verify_seconds": VERIFY_SECONDS,

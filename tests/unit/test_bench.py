@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from testbed.bench import (
+    Measure,
+    Results,
+    Timed,
     buckets,
     first_answer,
+    goals,
     ratio,
     recovery_seconds,
     slowest_tasks,
@@ -84,3 +90,42 @@ def test_ratio_and_the_profile_tasks_summary() -> None:
         ("healthcheck : Health watch: probe", 5.1),
         ("app_deploy : Pull the image", 2.5),
     ]
+
+
+def run(name: str, wall: float, failed: int = 0, recovery: float | None = None) -> Measure:
+    return Measure(
+        name=name,
+        label=name,
+        rc=0,
+        wall=wall,
+        switch=1.0,
+        switch_server=None,
+        recovery=recovery,
+        failed=failed,
+        total=100,
+        unavailable=0.0,
+        versions={},
+        command_window=(0.0, wall),
+    )
+
+
+def timed(seconds: float, rc: int = 0) -> Timed:
+    return Timed("fleet", "deploy", rc, seconds, "", Path("x.log"), 0.0, 0.0)
+
+
+def test_goals_say_met_not_met_or_not_measured_with_the_figure() -> None:
+    results = Results("now")
+    results.measures = {
+        "deploy_warm": run("deploy_warm", 14.0),
+        "rollback": run("rollback", 9.0),
+        "naive_warm": run("naive_warm", 3.0, failed=40),
+    }
+    results.fleet = {1: timed(10.0), 5: timed(14.0)}
+    found = {g.text.split()[0]: g for g in goals(results)}
+    assert found["deploy"].met is True and found["deploy"].figure == "14.0 s"
+    assert found["rollback"].met is False
+    assert found["recovery"].met is None
+    assert found["0"].met is True and "naive 40 of 100" in found["0"].figure
+    assert found["5"].met is True and "1.40x" in found["5"].figure
+    results.fleet[5] = timed(16.0, rc=2)
+    assert {g.text.split()[0]: g for g in goals(results)}["5"].met is None
