@@ -111,8 +111,16 @@ demo: testbed ## the main job on a local sandbox server (http://127.0.0.1:8080, 
 demo-clean: $(STAMP) ## remove the demo's sandbox server (keeps cached base images)
 	$(BIN)/python -m testbed.demo clean
 
-bench: testbed ## the deploy benchmark (not part of make test)
-	@echo "make bench is coming."
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	@echo ">> bench: installing the chart's pinned dependencies (matplotlib) into $(VENV)"
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-bench.txt -c requirements.txt
+	@touch $@
+
+# Not part of make test: it runs a dozen deploys (minutes), and its figures are
+# results, not checks.
+bench: testbed $(BENCH_STAMP) ## the deploy benchmark: table, .testbed/bench/bench.{md,json,png}
+	$(BIN)/python -m testbed.bench
 
 clean: ## remove test containers and the venv (keeps cached base images)
 	-docker ps -aq --filter label=melk-testbed | xargs -r docker rm -f
