@@ -115,7 +115,8 @@ def test_concurrent_deploy_stops_on_the_lock(bed: Bed) -> None:
         second = bed.playbook("deploy.yml", "-e", f"sha={bed.releases['v1']}")
         assert second.rc != 0
         assert "deploy lock" in second.output and "is held by" in second.output
-        assert second.seconds < 5 + 5, f"second deploy took {second.seconds:.1f} s"
+        # it stopped at the lock: nothing after it ran (no timing: the machine is shared)
+        assert "Pull " not in second.output and "Start the new release" not in second.output
         assert bed.state() == state_before
     finally:
         out, _ = first.communicate(timeout=300)
