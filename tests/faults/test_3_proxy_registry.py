@@ -1,0 +1,90 @@
+"""Faults on the way to the switch, under load: the proxy's config made invalid
+on the host before a deploy, and the registry stopped during a deploy. Both
+must fail before the switch with a clear message and touch nothing serving."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from faultkit import APP_DIR, BEFORE_PULL, LOCK, UPSTREAM, Results, Watcher, load_on
+
+from testbed import registry
+from testbed.bed import Bed
+
+pytestmark = pytest.mark.e2e
+
+BROKEN = "/etc/nginx/conf.d/zz-melk-fault-broken.conf"
+# What serves, and what would change if a deploy went further than it should.
+SNAPSHOT = (
+    f"cat {UPSTREAM}; md5sum {APP_DIR}/releases.json; cat /run/nginx.pid;"
+    " docker ps -a --format '{{.Names}} {{.Label \"io.melk.sha\"}} {{.State}}'"
+)
+
+
+def test_invalid_proxy_config_fails_the_deploy_and_keeps_serving(
+    bed: Bed, results: Results
+) -> None:
+    serving = bed.served_version()
+    before = bed.sh(SNAPSHOT)
+    bed.sh(f"echo 'this is not an nginx directive;' > {BROKEN}")
+    try:
+        with load_on(bed) as report:
+            run = bed.playbook("deploy.yml", "-e", f"sha={bed.releases['v2']}")
+            reload = bed.sh("systemctl reload nginx >/dev/null 2>&1; echo $?").strip()
+        after = bed.sh(SNAPSHOT)
+        served = bed.served_version()
+    finally:
+        bed.sh(f"rm -f {BROKEN}")
+    lines = run.output.splitlines()
+    message = next((line.strip() for line in lines if "nginx configuration on" in line), "")
+    results.add(
+        "proxy config invalid on the host before a deploy",
+        "deploy fails with a clear message, reload refused, old config serves",
+        f"rc={run.rc}; `systemctl reload nginx` exit {reload}; serves {served};"
+        f" host unchanged: {after == before}; says: {message[:90]}",
+        report,
+        run.seconds,
+    )
+    assert run.rc != 0
+    assert "nginx configuration on this host is invalid" in run.output
+    assert BROKEN in run.output, "the message shows nginx -t's reason"
+    assert reload != "0", "nginx refuses a reload of an invalid config"
+    assert report.failed == [], report.summary()
+    assert served == serving
+    assert after == before, "nothing serving was touched (upstream, history, containers)"
+    assert bed.sh("nginx -t >/dev/null 2>&1 && echo ok").strip() == "ok"
+
+
+def test_registry_stopped_during_a_deploy_fails_before_the_switch(
+    bed: Bed, results: Results
+) -> None:
+    serving = bed.served_version()
+    before = bed.sh(SNAPSHOT)
+    sha = bed.releases["v8"]  # never deployed: it must be pulled
+    start = time.monotonic()
+    try:
+        with load_on(bed) as report:
+            # stopped once the deploy holds the lock, before the image is on the host
+            watcher = Watcher(bed, sha, BEFORE_PULL, registry.stop)
+            run = bed.playbook("deploy.yml", "-e", f"sha={sha}")
+            watch = watcher.stop()
+    finally:
+        registry.start()
+    after = bed.sh(SNAPSHOT)
+    served = bed.served_version()
+    results.add(
+        "registry stopped during a deploy",
+        "fails before the switch, nothing serving touched, 0 failed",
+        f"rc={run.rc}; serves {served}; host unchanged: {after == before};"
+        f" 'could not be pulled': {'could not be pulled' in run.output}",
+        report,
+        time.monotonic() - start,
+    )
+    assert watch.hit is not None, "the registry was not stopped during the deploy"
+    assert run.rc != 0
+    assert "could not be pulled" in run.output
+    assert report.failed == [], report.summary()
+    assert served == serving
+    assert after == before
+    assert bed.sh(f"test -e {LOCK} && echo held || echo free").strip() == "free"
