@@ -14,7 +14,7 @@ export PY_COLORS := 0
 
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup lock testbed lint lint-code lint-workflows security unit molecule lane-molecule lane-e2e lane-faults \
+.PHONY: help setup lock testbed lint lint-code lint-workflows security unit molecule lane-checks lane-molecule lane-e2e lane-faults \
 	$(addprefix molecule-,$(SCENARIOS)) integration e2e faults faults-doc test demo demo-clean bench clean
 
 help: ## list the targets
@@ -92,20 +92,25 @@ e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/e2e -q -rA --durations=10 -p no:cacheprovider
 
 # One server (melk-fault-1, MELK_FAULTS_SERVER), cases in file order; the
-# table of results goes to .testbed/faults/results.md (docs/faults.md).
+# table of results goes to .testbed/faults/results.md (docs/faults.md). Its
+# own registry: it stops it mid-deploy, and e2e may run beside it.
 faults: testbed ## fault injection and bad input under load (kills, proxy, registry, restarts, secrets)
-	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/faults -q -rA --durations=0 -p no:cacheprovider
+	eval "$$($(BIN)/python -m testbed env)"; MELK_REGISTRY_NAME=registry-faults \
+	  $(BIN)/pytest tests/faults -q -rA --durations=0 -p no:cacheprovider
 
 faults-doc: $(STAMP) ## copy the last make faults table into docs/faults.md
 	$(BIN)/python tests/faults/refresh_doc.py
 
-# After the quick checks, the slow suites run at once, each in its own lane
-# and prefixing its lines: the Molecule scenarios one after another, the e2e
-# suite, and the fault suite. Each lane mostly waits (boots, health windows,
-# SSH), so they share two cores.
-test: lint security unit testbed ## every check: lint, security, unit, Molecule, end-to-end, faults
-	@$(MAKE) --no-print-directory -j3 lane-molecule lane-e2e lane-faults
+# Once the test bed is up, four lanes at once, each prefixing its lines: the
+# quick checks (lint, security, unit), the Molecule scenarios one after
+# another, the e2e suite, and the fault suite. The last three mostly wait
+# (boots, health windows, SSH), so they share two cores.
+test: testbed $(NODE_TOOLS) ## every check: lint, security, unit, Molecule, end-to-end, faults
+	@$(MAKE) --no-print-directory -j4 lane-checks lane-molecule lane-e2e lane-faults
 	@echo ">> make test: all checks passed"
+
+lane-checks:
+	@$(MAKE) --no-print-directory -j1 lint security unit 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[checks] /'
 
 lane-molecule:
 	@$(MAKE) --no-print-directory -j1 molecule 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[molecule] /'

@@ -20,16 +20,21 @@ from pathlib import Path
 
 from testbed import STATE_DIR, TestbedError, log
 
+# A suite that stops its registry (the fault suite, the rollback e2e test) must
+# not stop another suite's running beside it: MELK_REGISTRY_NAME gives a suite
+# a registry of its own (its own port and storage).
+NAME = os.environ.get("MELK_REGISTRY_NAME") or "registry"
+
 
 def _default_port() -> int:
-    """A port of this checkout's own (5100-5899), so two clones do not collide."""
-    digest = hashlib.sha256(str(STATE_DIR).encode()).digest()
+    """A port of this checkout's and registry's own (5100-5899), so they do not collide."""
+    digest = hashlib.sha256(f"{STATE_DIR}:{NAME}".encode()).digest()
     return 5100 + int.from_bytes(digest[:2], "big") % 800
 
 
 PORT = int(os.environ.get("MELK_REGISTRY_PORT") or _default_port())
 REGISTRY_HOST = "registry.test"
-DIR = STATE_DIR / "registry"
+DIR = STATE_DIR / NAME
 
 
 def bridge_gateway() -> str:

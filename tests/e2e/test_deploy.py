@@ -28,21 +28,7 @@ def under_load(bed: Bed, playbook: str, *extra: str) -> tuple[Run, Report]:
     return run, report
 
 
-def test_bad_input_is_refused_before_any_host_is_touched(bed: Bed) -> None:
-    before = bed.sh("ls -la --time-style=full-iso /opt/melk-ai")
-    cases = {
-        "sha='abc; touch /tmp/x'": ["-e", "sha='abc; touch /tmp/x'"],
-        "missing sha": [],
-        "upper case": ["-e", "sha=ABCDEF1"],
-        "too short": ["-e", "sha=abc123"],
-    }
-    for label, extra in cases.items():
-        run = bed.playbook("deploy.yml", *extra)
-        assert run.rc != 0, label
-        assert "Refused before any host was touched" in run.output, label
-        assert "sha" in run.output, label
-    assert bed.sh("ls -la --time-style=full-iso /opt/melk-ai") == before
-    assert bed.sh("test -e /tmp/x && echo yes || echo no").strip() == "no"
+# Bad input (15 cases, refused before any host is touched): tests/faults/test_1_input.py.
 
 
 def test_first_deploy_serves_v1(bed: Bed) -> None:
