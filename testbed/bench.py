@@ -326,25 +326,6 @@ class Runner:
         return self.run(label, args, ansible_env(), status, timeout)
 
 
-def ssh_args(server: Server) -> list[str]:
-    return [
-        "ssh",
-        "-i",
-        str(servers.ssh_key().relative_to(ROOT)),
-        "-p",
-        str(server.ssh_port),
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-        "deploy@127.0.0.1",
-    ]
-
-
 def sh(container: str, command: str, check: bool = True) -> str:
     """A command as root on a test server (set-up and readings, never timed)."""
     result = subprocess.run(
@@ -643,7 +624,7 @@ class Bench:
         )
 
         def command(status: Callable[[Progress], tuple[str, str]]) -> Timed:
-            return self.runner.run(name, [*ssh_args(self.host), script], status=status)
+            return self.runner.run(name, [*servers.ssh_command(self.host), script], status=status)
 
         timed, report, t0 = under_load(url, command, self.version(release))
         found = measure(name, label, timed, report, t0, self.version(release), self.version(old))

@@ -96,30 +96,26 @@ def wait_booted(name: str, timeout: float = 60) -> None:
     raise TestbedError(f"systemd in {name} did not boot within {timeout:.0f} s (state {state!r})")
 
 
+def ssh_command(server: Server, *options: str) -> list[str]:
+    """ssh as the deploy user to a test server (its throwaway host key is not checked);
+    the remote command goes after it."""
+    args = ["ssh", "-i", str(ssh_key()), "-p", str(server.ssh_port)]
+    for option in (
+        "BatchMode=yes",
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "LogLevel=ERROR",
+        *options,
+    ):
+        args += ["-o", option]
+    return [*args, "deploy@127.0.0.1"]
+
+
 def wait_ssh(server: Server, timeout: float = 30) -> None:
-    key = ssh_key()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = subprocess.run(
-            [
-                "ssh",
-                "-i",
-                str(key),
-                "-p",
-                str(server.ssh_port),
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "ConnectTimeout=3",
-                "deploy@127.0.0.1",
-                "true",
-            ],
+            [*ssh_command(server, "ConnectTimeout=3"), "true"],
             capture_output=True,
             check=False,
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from faultkit import APP_DIR, BEFORE_PULL, LOCK, UPSTREAM, Results, Watcher, load_on
+from faultkit import APP_DIR, LOCK, UPSTREAM, Results, load_on
 
 from testbed import registry
 from testbed.bed import Bed
@@ -65,25 +65,30 @@ def test_registry_stopped_during_a_deploy_fails_before_the_switch(
     start = time.monotonic()
     try:
         with load_on(bed) as report:
-            # stopped once the deploy holds the lock, before the image is on the host
-            watcher = Watcher(bed, sha, BEFORE_PULL, registry.stop)
-            run = bed.playbook("deploy.yml", "-e", f"sha={sha}")
-            watch = watcher.stop()
+            # Stopped as soon as the deploy runs: it checks its input on the
+            # controller first, so it has not reached the pull. (Stopped when
+            # the host showed the lock, the stop came after a pull had already
+            # started on a loaded machine, and the pull completed.)
+            proc = bed.spawn("deploy.yml", "-e", f"sha={sha}")
+            registry.stop()
+            output, _ = proc.communicate(timeout=600)
     finally:
         registry.start()
+    bed.outputs.append(output)
     after = bed.sh(SNAPSHOT)
     served = bed.served_version()
+    pulled = bed.sh(f"docker images -q --filter 'reference=*:{sha}' --filter 'reference=*/*:{sha}'")
     results.add(
         "registry stopped during a deploy",
         "fails before the switch, nothing serving touched, 0 failed",
-        f"rc={run.rc}; serves {served}; host unchanged: {after == before};"
-        f" 'could not be pulled': {'could not be pulled' in run.output}",
+        f"rc={proc.returncode}; serves {served}; host unchanged: {after == before};"
+        f" 'could not be pulled': {'could not be pulled' in output}",
         report,
         time.monotonic() - start,
     )
-    assert watch.hit is not None, "the registry was not stopped during the deploy"
-    assert run.rc != 0
-    assert "could not be pulled" in run.output
+    assert pulled.strip() == "", "the image reached the host: the registry stopped too late"
+    assert proc.returncode != 0
+    assert "could not be pulled" in output
     assert report.failed == [], report.summary()
     assert served == serving
     assert after == before

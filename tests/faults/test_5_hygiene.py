@@ -21,9 +21,9 @@ pytestmark = pytest.mark.e2e
 # Playbooks that deploy or roll back; provision.yml installs packages as root.
 RELEASE_PLAYBOOKS = {"deploy.yml", "rollback.yml"}
 # Where host key checking may be off: the test bed's throwaway servers
-# (servers.py's inventories; bench.py runs the naive method over SSH on them),
-# and cdrunner's explicit opt-out (it refuses without DEPLOY_KNOWN_HOSTS otherwise).
-KEY_CHECKING_OFF_ALLOWED = {"testbed/servers.py", "testbed/bench.py", "cdrunner/inputs.py"}
+# (servers.py: their inventories and ssh_command), and cdrunner's explicit
+# opt-out (it refuses without DEPLOY_KNOWN_HOSTS otherwise).
+KEY_CHECKING_OFF_ALLOWED = {"testbed/servers.py", "cdrunner/inputs.py"}
 
 
 def test_sentinel_secret_appears_nowhere(bed: Bed, results: Results) -> None:
