@@ -115,6 +115,15 @@ def start() -> None:
     for name, addr in listeners.items():
         if _running(name) and answers(addr):
             continue
+        if answers(addr):
+            # Not ours (no live pid file): a registry left by an earlier checkout at
+            # this path. Using it would make stop() a no-op, and a test that stops the
+            # registry would pull from it anyway.
+            raise TestbedError(
+                f"{addr} already answers, but not as this checkout's registry {NAME}; "
+                f"stop the process listening on port {PORT} (e.g. fuser -k {PORT}/tcp) "
+                "or set MELK_REGISTRY_PORT"
+            )
         conf = DIR / f"{name}.yml"
         conf.write_text(_config(addr))
         with (DIR / f"{name}.log").open("ab") as out:

@@ -65,12 +65,11 @@ def test_registry_stopped_during_a_deploy_fails_before_the_switch(
     start = time.monotonic()
     try:
         with load_on(bed) as report:
-            # Stopped as soon as the deploy runs: it checks its input on the
-            # controller first, so it has not reached the pull. (Stopped when
-            # the host showed the lock, the stop came after a pull had already
-            # started on a loaded machine, and the pull completed.)
-            proc = bed.spawn("deploy.yml", "-e", f"sha={sha}")
+            # Down for the whole deploy. Stopping it once the deploy had started
+            # raced the pull: the registry's listeners take up to 5 s each to
+            # end on SIGTERM, and on a loaded machine the pull had finished.
             registry.stop()
+            proc = bed.spawn("deploy.yml", "-e", f"sha={sha}")
             output, _ = proc.communicate(timeout=600)
     finally:
         registry.start()
