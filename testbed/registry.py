@@ -8,6 +8,7 @@ registry.test:host-gateway) and list in their engine's insecure-registries.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -144,7 +145,7 @@ def start() -> None:
 
 
 def stop_listener(name: str, pid: int) -> bool:
-    """SIGTERM one listener, wait up to 5 s for it to end; False if it was not running."""
+    """SIGTERM one listener, SIGKILL it after 5 s; False if it was not running."""
     try:
         os.kill(pid, signal.SIGTERM)
     except OSError:
@@ -155,6 +156,11 @@ def stop_listener(name: str, pid: int) -> bool:
         except OSError:
             break
         time.sleep(0.1)
+    else:
+        # still there after 5 s: it must not answer on once it is said to be stopped
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
     _pidfile(name).unlink(missing_ok=True)
     return True
 
