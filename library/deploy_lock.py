@@ -8,12 +8,13 @@ it to syntax and library calls of Python 3.8, the oldest target of ansible-core 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -59,6 +60,19 @@ options:
         the same task saves a round trip per deploy.
     type: list
     elements: path
+  checksum:
+    description:
+      - With O(state=acquire), files whose SHA-256 is returned in RV(checksums) (empty text
+        for a file that does not exist), for a file whose content must not be returned, such
+        as the app's environment file (the caller compares, and writes only on a change).
+    type: list
+    elements: path
+  image_repository:
+    description:
+      - With O(state=acquire), a Docker image repository whose tags on the host are returned in
+        RV(image_tags) (C(docker image ls)), so a pull, or the check that a retained release is
+        still there, needs no task of its own.
+    type: str
   write:
     description:
       - With O(state=release), files to write (path to text) before the lock is removed,
@@ -128,6 +142,16 @@ files:
   sample:
     /opt/melk-ai/releases.json: '{"version": 1, "current": null, "history": []}'
     /etc/nginx/edge-proxy/melk-ai.upstream: ""
+checksums:
+  description: Path to the SHA-256 (hex) of each file in O(checksum), empty for a missing file.
+  returned: when O(checksum) is set and the lock was acquired
+  type: dict
+image_tags:
+  description: The tags of O(image_repository) on the host.
+  returned: when O(image_repository) is set and the lock was acquired
+  type: list
+  elements: str
+  sample: [4f2c9e1d0b7a8c6e5f4d3c2b1a0f9e8d7c6b5a49]
 action:
   description: >-
     What was decided: create, keep (already ours), held, corrupt, remove, absent, or
@@ -335,6 +359,18 @@ def read_text(path: str) -> str:
         return ""
 
 
+def file_checksum(path: str) -> str:
+    """SHA-256 (hex) of a file's bytes; empty for a file that does not exist."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(65536), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return ""
+    return digest.hexdigest()
+
+
 def write_atomic(path: str, text: str) -> None:
     """Write text to path through a temporary file in its directory, renamed over it."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -481,10 +517,32 @@ def _break(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
     return {"changed": True, "action": REMOVE, "broken": broken, "msg": f"broke deploy lock {path}"}
 
 
-def run(params: Mapping[str, Any], check_mode: bool, now: datetime | None = None) -> dict[str, Any]:
+def _read_state(
+    params: Mapping[str, Any], image_tags: Callable[[str], list[str]] | None
+) -> dict[str, Any]:
+    """What acquire returns besides the lock: O(read), O(checksum), O(image_repository)."""
+    found: dict[str, Any] = {}
+    if params.get("read"):
+        found["files"] = {str(path): read_text(str(path)) for path in params["read"]}
+    if params.get("checksum"):
+        found["checksums"] = {str(path): file_checksum(str(path)) for path in params["checksum"]}
+    if params.get("image_repository"):
+        if image_tags is None:
+            raise ValueError("image_repository given without a way to look it up")
+        found["image_tags"] = image_tags(str(params["image_repository"]))
+    return found
+
+
+def run(
+    params: Mapping[str, Any],
+    check_mode: bool,
+    now: datetime | None = None,
+    image_tags: Callable[[str], list[str]] | None = None,
+) -> dict[str, Any]:
     """Do what params ask; a result dict for exit_json, with failed=True to fail.
 
-    A 'warnings' list in the result is for AnsibleModule.warn.
+    A 'warnings' list in the result is for AnsibleModule.warn. image_tags answers
+    O(image_repository) (the module asks docker).
     """
     error = params_error(params)
     if error:
@@ -505,8 +563,8 @@ def run(params: Mapping[str, Any], check_mode: bool, now: datetime | None = None
     try:
         if state == "acquire":
             result = _acquire(params, check_mode, moment)
-            if params.get("read") and not result.get("failed"):
-                result["files"] = {str(path): read_text(str(path)) for path in params["read"]}
+            if not result.get("failed"):
+                result.update(_read_state(params, image_tags))
         elif state == "release":
             result = _release(params, check_mode)
         else:
@@ -530,12 +588,23 @@ def main() -> None:
             "run_id": {"type": "str"},
             "purpose": {"type": "str", "default": "deploy"},
             "read": {"type": "list", "elements": "path"},
+            "checksum": {"type": "list", "elements": "path"},
+            "image_repository": {"type": "str"},
             "write": {"type": "dict"},
         },
         required_if=[("state", "acquire", ("owner", "run_id")), ("state", "release", ("run_id",))],
         supports_check_mode=True,
     )
-    result = run(dict(module.params), module.check_mode)
+
+    def image_tags(repository: str) -> list[str]:
+        rc, out, err = module.run_command(
+            ["docker", "image", "ls", "--format", "{{.Tag}}", repository]
+        )
+        if int(rc) != 0:
+            raise OSError(f"docker image ls {repository}: {str(err).strip()}")
+        return sorted(tag for tag in str(out).split() if tag != "<none>")
+
+    result = run(dict(module.params), module.check_mode, image_tags=image_tags)
     for warning in result.pop("warnings", []):
         module.warn(warning)
     if result.pop("failed", False):

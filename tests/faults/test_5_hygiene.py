@@ -160,6 +160,8 @@ def test_bandit_is_clean(results: Results) -> None:
             "filter_plugins",
             "library",
             "roles/healthcheck/library",
+            "roles/app_deploy/library",
+            "roles/edge_proxy/library",
             "cdrunner",
             "testbed",
             "--severity-level",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -223,6 +224,56 @@ def test_acquire_reads_the_state_file_under_the_lock(lock_path: Path, exists: bo
     }
 
 
+def test_acquire_returns_checksums_not_contents(lock_path: Path) -> None:
+    env = lock_path.parent / "app.env"
+    env.write_text("SECRET=s3cret\n")
+    missing = lock_path.parent / "none.env"
+    params = {
+        "path": str(lock_path),
+        "owner": "a@c",
+        "run_id": "r",
+        "checksum": [str(env), str(missing)],
+    }
+    result = run(params, check_mode=False, now=NOW)
+    assert result["checksums"] == {
+        str(env): hashlib.sha256(b"SECRET=s3cret\n").hexdigest(),
+        str(missing): "",
+    }
+    assert "s3cret" not in json.dumps(result)
+
+
+def test_acquire_lists_the_tags_of_the_app_image(lock_path: Path) -> None:
+    asked: list[str] = []
+
+    def tags(repository: str) -> list[str]:
+        asked.append(repository)
+        return ["abc", "def"]
+
+    params = {"path": str(lock_path), "owner": "a@c", "run_id": "r", "image_repository": "reg/app"}
+    result = run(params, check_mode=False, now=NOW, image_tags=tags)
+    assert result["image_tags"] == ["abc", "def"]
+    assert asked == ["reg/app"]
+
+
+def test_a_held_lock_looks_up_nothing(lock_path: Path) -> None:
+    acquire(lock_path)
+
+    def tags(repository: str) -> list[str]:
+        raise AssertionError("looked up images without the lock")
+
+    params = {
+        "path": str(lock_path),
+        "owner": "b@c",
+        "run_id": "other",
+        "image_repository": "reg/app",
+        "checksum": ["/etc/hostname"],
+    }
+    result = run(params, check_mode=False, now=NOW, image_tags=tags)
+    assert result["failed"] is True
+    assert "image_tags" not in result
+    assert "checksums" not in result
+
+
 def test_a_held_lock_returns_no_content(lock_path: Path) -> None:
     acquire(lock_path)
     state = lock_path.parent / "releases.json"
@@ -373,6 +424,16 @@ def test_documentation_is_yaml_and_matches_argument_spec() -> None:
     yaml.safe_load(deploy_lock.EXAMPLES)
     returns = yaml.safe_load(deploy_lock.RETURN)
     assert doc["module"] == "deploy_lock"
-    assert set(doc["options"]) == {"path", "state", "owner", "run_id", "purpose", "read", "write"}
+    assert set(doc["options"]) == {
+        "path",
+        "state",
+        "owner",
+        "run_id",
+        "purpose",
+        "read",
+        "checksum",
+        "image_repository",
+        "write",
+    }
     assert doc["options"]["state"]["choices"] == list(deploy_lock.STATES)
     assert {"lock", "broken", "action", "files", "written"} <= set(returns)

@@ -9,7 +9,16 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from health_probe import NO_ANSWER, finished, healthy_codes, http_probe, probe_loop
+from health_probe import (
+    NO_ANSWER,
+    finished,
+    healthy_codes,
+    http_probe,
+    parse_state,
+    probe_loop,
+    ready_loop,
+    state_ok,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -98,6 +107,63 @@ def test_watch_stops_at_the_first_unhealthy_answer() -> None:
     assert result["attempts"] == 3
 
 
+def test_ready_waits_then_watches_from_the_first_healthy_answer() -> None:
+    fake = FakeTime([NO_ANSWER, NO_ANSWER, 200])
+    result = ready_loop(fake.probe, 30, 2.0, 0.5, OK, fake.clock, fake.sleep)
+    assert result["healthy"] is True
+    assert result["phase"] == "watch"
+    # healthy at 1.0, then the window's probes at 1.5, 2.0, 2.5, 3.0, 3.5
+    assert fake.probed_at == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
+    assert result["attempts"] == 8
+
+
+def test_ready_never_watches_a_release_that_did_not_come_up() -> None:
+    fake = FakeTime([503])
+    result = ready_loop(fake.probe, 2.0, 5.0, 1.0, OK, fake.clock, fake.sleep)
+    assert result == {**result, "healthy": False, "phase": "wait", "status": 503}
+    assert fake.probed_at == [0.0, 1.0, 2.0]
+
+
+def test_ready_fails_in_the_watch_when_the_release_turns_unhealthy() -> None:
+    fake = FakeTime([200, 200, 500])
+    result = ready_loop(fake.probe, 30, 10.0, 1.0, OK, fake.clock, fake.sleep)
+    assert result["healthy"] is False
+    assert result["phase"] == "watch"
+    assert result["status"] == 500
+
+
+@pytest.mark.parametrize(
+    ("rc", "stdout", "state", "ok"),
+    [
+        (
+            0,
+            "true 0 running 0\n",
+            {"running": True, "restarts": 0, "status": "running", "exit_code": 0},
+            True,
+        ),
+        (
+            0,
+            "true 2 running 0",
+            {"running": True, "restarts": 2, "status": "running", "exit_code": 0},
+            False,
+        ),
+        (
+            0,
+            "false 0 exited 3",
+            {"running": False, "restarts": 0, "status": "exited", "exit_code": 3},
+            False,
+        ),
+        (1, "", {}, False),
+        (0, "garbage", {}, False),
+    ],
+)
+def test_container_state_must_be_running_and_never_restarted(
+    rc: int, stdout: str, state: dict[str, object], ok: bool
+) -> None:
+    assert parse_state(rc, stdout) == state
+    assert state_ok(parse_state(rc, stdout)) is ok
+
+
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="mode"):
         FakeTime([200]).run("sometimes", 1)
@@ -167,6 +233,15 @@ def test_documentation_is_yaml_and_matches_the_module() -> None:
     yaml.safe_load(health_probe.EXAMPLES)
     returns = yaml.safe_load(health_probe.RETURN)
     assert doc["module"] == "health_probe"
-    assert set(doc["options"]) == {"url", "mode", "seconds", "interval", "timeout", "status_codes"}
+    assert set(doc["options"]) == {
+        "url",
+        "mode",
+        "seconds",
+        "watch_seconds",
+        "container",
+        "interval",
+        "timeout",
+        "status_codes",
+    }
     assert doc["options"]["mode"]["choices"] == list(health_probe.MODES)
-    assert set(returns) == {"healthy", "status", "attempts", "elapsed", "error"}
+    assert set(returns) == {"healthy", "status", "attempts", "elapsed", "error", "phase", "state"}

@@ -26,7 +26,11 @@ short_description: Probe an HTTP URL from the managed host until healthy, or for
 description:
   - C(wait) probes until the URL answers one of O(status_codes) or O(seconds) have passed
     (wall clock); C(watch) probes for O(seconds) and stops at the first answer that is not
-    one of O(status_codes).
+    one of O(status_codes); C(ready) is C(wait) followed by a C(watch) of O(watch_seconds)
+    from the first healthy answer, the health gate of a new release in one task.
+  - With O(container), after the probes it reads that Docker container's state; the result
+    is healthy only if the container runs and has never restarted (a release that crashed
+    and came back between two probes would otherwise pass).
   - The module never fails on an unhealthy URL; it returns O(healthy) and the last status,
     so the caller decides (the healthcheck role asserts with a message).
   - Redirects are not followed; a 3xx is a status like any other.
@@ -36,14 +40,23 @@ options:
     type: str
     required: true
   mode:
-    description: C(wait) until healthy, or C(watch) that it stays healthy.
+    description: C(wait) until healthy, C(watch) that it stays healthy, or C(ready) for both.
     type: str
-    choices: [wait, watch]
+    choices: [wait, watch, ready]
     default: wait
   seconds:
-    description: The deadline of C(wait), or the window of C(watch).
+    description: The deadline of C(wait) and C(ready), or the window of C(watch).
     type: float
     required: true
+  watch_seconds:
+    description: With O(mode=ready), how long the URL must stay healthy after its first
+      healthy answer.
+    type: float
+    default: 0
+  container:
+    description: Name of a Docker container whose state is checked after the probes
+      (C(docker inspect)); it must be running with a restart count of 0.
+    type: str
   interval:
     description: Seconds between the start of one probe and the next.
     type: float
@@ -101,9 +114,20 @@ error:
   description: Why the last probe got no answer (empty when it got one).
   returned: always
   type: str
+phase:
+  description: Where the result was decided, C(wait), C(watch) or C(container).
+  returned: always
+  type: str
+state:
+  description: The container's state with O(container) (running, restarts, status, exit_code),
+    or empty when it was not found.
+  returned: when O(container) is set and the probes were healthy
+  type: dict
 """
 
-MODES = ("wait", "watch")
+MODES = ("wait", "watch", "ready")
+# docker inspect --format: four fields only (the whole config would include the app's env)
+INSPECT_FORMAT = "{{.State.Running}} {{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}"
 NO_ANSWER = -1
 
 # (status, error): status -1 with a reason when no HTTP answer came
@@ -132,7 +156,7 @@ def probe_loop(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Probe until finished(); the result without the module's bookkeeping."""
-    if mode not in MODES:
+    if mode not in ("wait", "watch"):
         raise ValueError(f"unknown mode {mode!r}")
     start = clock()
     attempts = 0
@@ -154,6 +178,49 @@ def probe_loop(
         pause = min(interval - (clock() - began), seconds - elapsed)
         if pause > 0:
             sleep(pause)
+
+
+def ready_loop(
+    probe: Probe,
+    seconds: float,
+    watch_seconds: float,
+    interval: float,
+    codes: Sequence[int],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Wait up to seconds for a healthy answer, then watch for watch_seconds."""
+    waited = probe_loop(probe, "wait", seconds, interval, codes, clock, sleep)
+    if not waited["healthy"] or watch_seconds <= 0:
+        return {**waited, "phase": "wait"}
+    # the watch's first probe is one interval after the healthy one
+    sleep(interval)
+    watched = probe_loop(probe, "watch", watch_seconds, interval, codes, clock, sleep)
+    return {
+        **watched,
+        "attempts": waited["attempts"] + watched["attempts"],
+        "elapsed": round(waited["elapsed"] + interval + watched["elapsed"], 3),
+        "phase": "watch",
+    }
+
+
+def parse_state(rc: int, stdout: str) -> dict[str, Any]:
+    """The container state from docker inspect with INSPECT_FORMAT; {} when not found."""
+    fields = stdout.split()
+    if rc != 0 or len(fields) != 4:
+        return {}
+    running, restarts, status, exit_code = fields
+    return {
+        "running": running == "true",
+        "restarts": int(restarts) if restarts.isdigit() else -1,
+        "status": status,
+        "exit_code": int(exit_code) if exit_code.lstrip("-").isdigit() else None,
+    }
+
+
+def state_ok(state: dict[str, Any]) -> bool:
+    """A container that runs and has never restarted."""
+    return bool(state) and state["running"] and state["restarts"] == 0
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -187,6 +254,8 @@ def main() -> None:
             "url": {"type": "str", "required": True},
             "mode": {"type": "str", "default": "wait", "choices": list(MODES)},
             "seconds": {"type": "float", "required": True},
+            "watch_seconds": {"type": "float", "default": 0.0},
+            "container": {"type": "str"},
             "interval": {"type": "float", "default": 1.0},
             "timeout": {"type": "float", "default": 5.0},
             "status_codes": {"type": "list", "elements": "int"},
@@ -194,15 +263,32 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    if params["interval"] <= 0 or params["timeout"] <= 0 or params["seconds"] < 0:
-        module.fail_json(msg="interval and timeout must be above 0 and seconds not below 0")
-    result = probe_loop(
-        http_probe(params["url"], params["timeout"]),
-        params["mode"],
-        params["seconds"],
-        params["interval"],
-        healthy_codes(params["status_codes"]),
-    )
+    if (
+        params["interval"] <= 0
+        or params["timeout"] <= 0
+        or min(params["seconds"], params["watch_seconds"]) < 0
+    ):
+        module.fail_json(
+            msg="interval and timeout must be above 0, seconds and watch_seconds not below 0"
+        )
+    probe = http_probe(params["url"], params["timeout"])
+    codes = healthy_codes(params["status_codes"])
+    if params["mode"] == "ready":
+        result = ready_loop(
+            probe, params["seconds"], params["watch_seconds"], params["interval"], codes
+        )
+    else:
+        result = {
+            **probe_loop(probe, params["mode"], params["seconds"], params["interval"], codes),
+            "phase": params["mode"],
+        }
+    if params["container"] and result["healthy"]:
+        rc, out, _err = module.run_command(
+            ["docker", "inspect", "--format", INSPECT_FORMAT, params["container"]]
+        )
+        result["state"] = parse_state(rc, out)
+        if not state_ok(result["state"]):
+            result.update(healthy=False, phase="container")
     module.exit_json(changed=False, **result)
 
 
