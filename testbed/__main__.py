@@ -1,7 +1,8 @@
 """Command line: python -m testbed COMMAND.
 
 engine           make sure a Docker engine answers (installs/starts one as root)
-images [NAME..]  build the cached base images (server, server-bookworm, app-base)
+images [NAME..]  build the cached base images (server, server-bookworm, app-base,
+                 server-provisioned)
 refs             print the image references as JSON (for Molecule and tests)
 env              print shell exports of the image references (eval "$(... env)")
 prepare          engine + every image: all a test run needs before it starts
