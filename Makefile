@@ -72,7 +72,7 @@ unit: $(STAMP) ## pytest on the pure Python (filters, modules, cdrunner), covera
 
 # Molecule scenarios run one after another: each starts a systemd container
 # with its own Docker engine, and two cores do not run two of them well
-# (make test runs them beside the SSH suites, see lane-molecule).
+# (make test runs them beside the SSH suites; see lane-molecule and lane-checks).
 molecule: $(addprefix molecule-,$(SCENARIOS)) ## every Molecule scenario
 
 # Inner engines keep their images in named volumes melk-mol-SCENARIO-docker;
@@ -133,7 +133,7 @@ test: testbed $(NODE_TOOLS) ## every check: lint, security, unit, Molecule, end-
 lane-checks:
 	@$(call lane,checks,lint security unit)
 	@$(call lane,e2e-fleet,e2e-fleet)
-	@$(call lane,molecule,$(addprefix molecule-,$(LANE_CHECKS_MOLECULE)))
+	$(if $(LANE_CHECKS_MOLECULE),@$(call lane,molecule,$(addprefix molecule-,$(LANE_CHECKS_MOLECULE))))
 
 lane-molecule:
 	@$(call lane,molecule,$(addprefix molecule-,$(filter $(SCENARIOS),$(LANE_MOLECULE))))
