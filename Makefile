@@ -115,14 +115,15 @@ faults-doc: $(STAMP) ## copy the last make faults table into docs/faults.md
 	$(BIN)/python tests/faults/refresh_doc.py
 
 # Once the test bed is up, four lanes at once, each line prefixed with what
-# runs: the quick checks (lint, security, unit) then the e2e fleet test and one
-# Molecule scenario; the other Molecule scenarios one after another; the rest
-# of the e2e suite; and the fault suite. Apart from the checks they mostly wait
-# (boots, health windows, SSH), so they share two cores; the split keeps the
-# lanes about equally long. Scenarios not named in LANE_MOLECULE (longest
-# first) run in the checks lane.
-LANE_MOLECULE := app_deploy rollback edge_proxy docker_host
-LANE_CHECKS_MOLECULE := $(filter-out $(LANE_MOLECULE),$(SCENARIOS))
+# runs: the quick checks (lint, security, unit), then the e2e fleet test and
+# the Molecule scenarios not named below; the Molecule scenarios of
+# LANE_MOLECULE one after another (longest first); the rest of the e2e suite,
+# then the scenarios of LANE_E2E_MOLECULE; and the fault suite. Apart from the
+# checks they mostly wait (boots, health windows, SSH), so they share two
+# cores; the split keeps the four lanes about equally long.
+LANE_MOLECULE := app_deploy rollback docker_host
+LANE_E2E_MOLECULE := edge_proxy
+LANE_CHECKS_MOLECULE := $(filter-out $(LANE_MOLECULE) $(LANE_E2E_MOLECULE),$(SCENARIOS))
 # $(call lane,PREFIX,TARGETS): make TARGETS one after another, lines prefixed.
 lane = $(MAKE) --no-print-directory -j1 $(2) 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[$(1)] /'
 
@@ -140,6 +141,7 @@ lane-molecule:
 
 lane-e2e:
 	@$(call lane,e2e,e2e-main)
+	$(if $(filter $(SCENARIOS),$(LANE_E2E_MOLECULE)),@$(call lane,molecule,$(addprefix molecule-,$(filter $(SCENARIOS),$(LANE_E2E_MOLECULE)))))
 
 lane-faults:
 	@$(call lane,faults,faults)

@@ -41,6 +41,7 @@ def main(argv: list[str]) -> int:
         elif command == "prepare":
             engine.ensure_engine()
             images.build_all()
+            servers.ssh_key()  # here, not by the parallel lanes of make test at once
         elif command == "refs":
             print(json.dumps(image_refs(), indent=2))
         elif command == "app-image":
