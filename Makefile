@@ -15,7 +15,7 @@ export PY_COLORS := 0
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 .PHONY: help setup lock testbed lint lint-code lint-workflows security unit molecule lane-checks lane-molecule lane-e2e lane-faults \
-	$(addprefix molecule-,$(SCENARIOS)) integration e2e faults faults-doc test demo demo-clean bench clean
+	$(addprefix molecule-,$(SCENARIOS)) integration e2e e2e-main e2e-fleet faults faults-doc test demo demo-clean bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -73,24 +73,37 @@ unit: testbed ## pytest on the Python (filters, modules, cdrunner), coverage >= 
 
 # Molecule scenarios run one after another: each starts a systemd container
 # with its own Docker engine, and two cores do not run two of them well
-# (make test runs them beside the SSH suites, see lane-molecule).
+# (make test runs them beside the SSH suites; see lane-molecule and lane-checks).
 molecule: $(addprefix molecule-,$(SCENARIOS)) ## every Molecule scenario
 
-# Inner engines keep their images in named volumes melk-mol-*; each scenario
-# starts without them and removes them afterwards.
+# Inner engines keep their images in named volumes melk-mol-SCENARIO-docker;
+# each scenario starts without its own and removes it afterwards (make test
+# runs two scenarios at a time, so a scenario leaves the others' alone).
 $(addprefix molecule-,$(SCENARIOS)): molecule-%: testbed
 	@echo ">> molecule: scenario $*"
-	docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null 2>&1 || true
+	docker volume rm -f melk-mol-$(subst _,-,$*)-docker >/dev/null 2>&1 || true
 	eval "$$($(BIN)/python -m testbed env)"; rc=0; start=$$(date +%s); \
 	  $(BIN)/molecule test -s $* || rc=$$?; \
-	  { docker volume ls -q --filter name=melk-mol- | xargs -r docker volume rm -f >/dev/null 2>&1 || true; }; \
+	  { docker volume rm -f melk-mol-$(subst _,-,$*)-docker >/dev/null 2>&1 || true; }; \
 	  echo ">> molecule: scenario $* took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 integration: testbed ## playbook-level tests against containers (no SSH)
 	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/integration -q
 
+E2E_PYTEST := $(BIN)/pytest -q -rA --durations=10 -p no:cacheprovider
+# The fleet test starts three servers of its own: make test runs it in another
+# lane than the rest of the suite (e2e-main), with a registry of its own, since
+# the rest stops its registry in the manual rollback test.
+E2E_FLEET := tests/e2e/test_rollback.py::test_failure_on_the_third_host_rolls_the_whole_fleet_back
+
 e2e: testbed ## end-to-end over SSH with a registry and load
-	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/e2e -q -rA --durations=10 -p no:cacheprovider
+	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e
+
+e2e-main: testbed
+	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET)
+
+e2e-fleet: testbed
+	eval "$$($(BIN)/python -m testbed env)"; MELK_REGISTRY_NAME=registry-fleet $(E2E_PYTEST) $(E2E_FLEET)
 
 # One server (melk-fault-1, MELK_FAULTS_SERVER), cases in file order; the
 # table of results goes to .testbed/faults/results.md (docs/faults.md). Its
@@ -102,25 +115,37 @@ faults: testbed ## fault injection and bad input under load (kills, proxy, regis
 faults-doc: $(STAMP) ## copy the last make faults table into docs/faults.md
 	$(BIN)/python tests/faults/refresh_doc.py
 
-# Once the test bed is up, four lanes at once, each prefixing its lines: the
-# quick checks (lint, security, unit), the Molecule scenarios one after
-# another, the e2e suite, and the fault suite. The last three mostly wait
-# (boots, health windows, SSH), so they share two cores.
+# Once the test bed is up, four lanes at once, each line prefixed with what
+# runs: the quick checks (lint, security, unit), then the e2e fleet test and
+# the Molecule scenarios not named below; the Molecule scenarios of
+# LANE_MOLECULE one after another (longest first); the rest of the e2e suite,
+# then the scenarios of LANE_E2E_MOLECULE; and the fault suite. Apart from the
+# checks they mostly wait (boots, health windows, SSH), so they share two
+# cores; the split keeps the four lanes about equally long.
+LANE_MOLECULE := app_deploy rollback docker_host
+LANE_E2E_MOLECULE := edge_proxy
+LANE_CHECKS_MOLECULE := $(filter-out $(LANE_MOLECULE) $(LANE_E2E_MOLECULE),$(SCENARIOS))
+# $(call lane,PREFIX,TARGETS): make TARGETS one after another, lines prefixed.
+lane = $(MAKE) --no-print-directory -j1 $(2) 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[$(1)] /'
+
 test: testbed $(NODE_TOOLS) ## every check: lint, security, unit, Molecule, end-to-end, faults
 	@$(MAKE) --no-print-directory -j4 lane-checks lane-molecule lane-e2e lane-faults
 	@echo ">> make test: all checks passed"
 
 lane-checks:
-	@$(MAKE) --no-print-directory -j1 lint security unit 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[checks] /'
+	@$(call lane,checks,lint security unit)
+	@$(call lane,e2e-fleet,e2e-fleet)
+	$(if $(LANE_CHECKS_MOLECULE),@$(call lane,molecule,$(addprefix molecule-,$(LANE_CHECKS_MOLECULE))))
 
 lane-molecule:
-	@$(MAKE) --no-print-directory -j1 molecule 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[molecule] /'
+	@$(call lane,molecule,$(addprefix molecule-,$(filter $(SCENARIOS),$(LANE_MOLECULE))))
 
 lane-e2e:
-	@$(MAKE) --no-print-directory -j1 e2e 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[e2e] /'
+	@$(call lane,e2e,e2e-main)
+	$(if $(filter $(SCENARIOS),$(LANE_E2E_MOLECULE)),@$(call lane,molecule,$(addprefix molecule-,$(filter $(SCENARIOS),$(LANE_E2E_MOLECULE)))))
 
 lane-faults:
-	@$(MAKE) --no-print-directory -j1 faults 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[faults] /'
+	@$(call lane,faults,faults)
 
 demo: testbed ## the main job on a local sandbox server (http://127.0.0.1:8080, DEMO_PORT)
 	$(BIN)/python -m testbed.demo

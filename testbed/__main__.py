@@ -1,7 +1,8 @@
 """Command line: python -m testbed COMMAND.
 
 engine           make sure a Docker engine answers (installs/starts one as root)
-images [NAME..]  build the cached base images (server, server-bookworm, app-base)
+images [NAME..]  build the cached base images (server, server-bookworm, app-base,
+                 server-provisioned)
 refs             print the image references as JSON (for Molecule and tests)
 env              print shell exports of the image references (eval "$(... env)")
 prepare          engine + every image: all a test run needs before it starts
@@ -40,6 +41,7 @@ def main(argv: list[str]) -> int:
         elif command == "prepare":
             engine.ensure_engine()
             images.build_all()
+            servers.ssh_key()  # here, not by the parallel lanes of make test at once
         elif command == "refs":
             print(json.dumps(image_refs(), indent=2))
         elif command == "app-image":

@@ -15,7 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed import STATE_DIR, TestbedError, log
+import yaml
+
+from testbed import ROOT, STATE_DIR, TestbedError, log
 
 RECIPE_VERSION = "1"
 
@@ -63,6 +65,69 @@ rm -rf /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/* \
   /usr/share/locale/* /var/log/*
 """
 
+# A provisioned test server: the server image plus the Debian packages that
+# playbooks/provision.yml installs (docker_host and edge_proxy), read from the
+# roles so that the tag changes when their package lists do. The roles still run
+# in full against it (configuration, services, users); apt finds the packages
+# installed. Services stay as Debian's packages leave them: enabled.
+ROLES_DIR = ROOT / "roles"
+# Debian major version of each suite: the name of docker_host's vars file.
+SUITE_MAJOR = {"trixie": "13", "bookworm": "12"}
+
+PROVISIONED_POST = r"""
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+# No service starts while the image is built (there is no systemd to run it).
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+chmod 0755 /usr/sbin/policy-rc.d
+apt-get update -q
+apt-get install -y -q --no-install-recommends "$@"
+rm -f /usr/sbin/policy-rc.d
+apt-get clean
+rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/*
+"""
+
+
+def _load_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError:
+        return None
+
+
+def _apt_names(node: object) -> list[str]:
+    """Literal package names of the apt tasks in a task list (blocks included)."""
+    names: list[str] = []
+    if isinstance(node, list):
+        for item in node:
+            names += _apt_names(item)
+    elif isinstance(node, dict):
+        for key in ("block", "rescue", "always"):
+            names += _apt_names(node.get(key))
+        for module in ("ansible.builtin.apt", "apt"):
+            args = node.get(module)
+            if isinstance(args, dict):
+                value = args.get("name") or args.get("pkg") or []
+                for name in [value] if isinstance(value, str) else list(value):
+                    if isinstance(name, str) and "{{" not in name:
+                        names.append(name)
+    return names
+
+
+def provisioned_packages(suite: str = "trixie") -> tuple[str, ...]:
+    """The distribution packages playbooks/provision.yml installs on this suite."""
+    os_vars = _load_yaml(ROLES_DIR / "docker_host" / "vars" / f"Debian-{SUITE_MAJOR[suite]}.yml")
+    defaults = _load_yaml(ROLES_DIR / "docker_host" / "defaults" / "main.yml")
+    packages: list[str] = []
+    if isinstance(os_vars, dict):
+        packages += os_vars.get("__docker_host_distribution_packages") or []
+    if isinstance(defaults, dict):
+        packages += defaults.get("docker_host_python_packages") or []
+    for tasks in sorted((ROLES_DIR / "edge_proxy" / "tasks").glob("*.yml")):
+        packages += _apt_names(_load_yaml(tasks))
+    return tuple(dict.fromkeys(str(name) for name in packages))
+
+
 SYSTEMD_CHANGES = ('CMD ["/lib/systemd/systemd"]', "ENV container=docker", "ENV LANG=C.UTF-8")
 
 
@@ -75,12 +140,15 @@ class Recipe:
     packages: tuple[str, ...]
     post: str
     changes: tuple[str, ...]
+    # Built on top of this image (packages installed by post) instead of debootstrap.
+    base: Recipe | None = None
 
     @property
     def tag(self) -> str:
-        blob = json.dumps(
-            [RECIPE_VERSION, self.suite, self.packages, self.post, self.changes], sort_keys=True
-        )
+        parts: list[object] = [RECIPE_VERSION, self.suite, self.packages, self.post, self.changes]
+        if self.base is not None:
+            parts.append(self.base.tag)
+        blob = json.dumps(parts, sort_keys=True)
         return f"{self.suite}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
     @property
@@ -101,7 +169,20 @@ APP_BASE = Recipe(
     APP_BASE_POST,
     ('CMD ["python3"]', "ENV PYTHONUNBUFFERED=1 LANG=C.UTF-8"),
 )
-RECIPES = {"server": SERVER_TRIXIE, "server-bookworm": SERVER_BOOKWORM, "app-base": APP_BASE}
+SERVER_PROVISIONED = Recipe(
+    "melk-testbed/server-provisioned",
+    "trixie",
+    provisioned_packages("trixie"),
+    PROVISIONED_POST,
+    SYSTEMD_CHANGES,
+    base=SERVER_TRIXIE,
+)
+RECIPES = {
+    "server": SERVER_TRIXIE,
+    "server-bookworm": SERVER_BOOKWORM,
+    "app-base": APP_BASE,
+    "server-provisioned": SERVER_PROVISIONED,
+}
 
 # A tiny image (static busybox, about 1 MB) for "a container really runs" checks.
 BUSYBOX_REF = "melk-testbed/busybox:1"
@@ -146,10 +227,43 @@ def _import_dir(root: Path, ref: str, changes: tuple[str, ...]) -> None:
         raise TestbedError(f"docker import of {ref} failed: {result.stderr.strip()}")
 
 
+def _build_derived(recipe: Recipe, base: Recipe) -> None:
+    """Run the recipe's post script in a container of the base image, commit it."""
+    build(base)
+    name = f"melk-testbed-build-{recipe.tag}"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+    try:
+        _run(
+            [
+                "docker",
+                "run",
+                "--name",
+                name,
+                "--label",
+                "melk-testbed=build",
+                base.ref,
+                "/bin/sh",
+                "-c",
+                recipe.post,
+                "post",
+                *recipe.packages,
+            ]
+        )
+        change_args = [arg for change in recipe.changes for arg in ("--change", change)]
+        _run(["docker", "commit", *change_args, name, recipe.ref])
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
 def build(recipe: Recipe) -> str:
     """Build one image unless its tag exists already; return its reference."""
     if image_exists(recipe.ref):
         log(f"image {recipe.ref} cached")
+        return recipe.ref
+    if recipe.base is not None:
+        log(f"building {recipe.ref} on {recipe.base.ref}: {' '.join(recipe.packages)}")
+        _build_derived(recipe, recipe.base)
+        log(f"image {recipe.ref} built")
         return recipe.ref
     log(f"building {recipe.ref} with debootstrap (about a minute)")
     cache = (
@@ -198,9 +312,12 @@ def build_all(names: list[str] | None = None) -> dict[str, str]:
             f"unknown image names: {', '.join(unknown)}; known: {', '.join(RECIPES)}"
         )
     refs: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {name: pool.submit(build, RECIPES[name]) for name in wanted if name in RECIPES}
-        for name, future in futures.items():
-            refs[name] = future.result()
+    # Images built on another one come second, so no base is built twice at once.
+    for derived in (False, True):
+        batch = [n for n in wanted if n in RECIPES and (RECIPES[n].base is not None) == derived]
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = {name: pool.submit(build, RECIPES[name]) for name in batch}
+            for name, future in futures.items():
+                refs[name] = future.result()
     refs["busybox"] = build_busybox()
     return refs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -17,11 +18,8 @@ __all__ = ["E2E_DIR", "GROUP_VARS", "SENTINEL", "Bed", "Run", "playbook_env"]
 E2E_DIR = ROOT / ".testbed" / "e2e"
 
 
-@pytest.fixture(scope="session")
-def releases() -> dict[str, str]:
+def build_releases() -> dict[str, str]:
     """The registry, and sample releases in it: name -> sha."""
-    engine.ensure_engine()
-    images.build_all(["server", "app-base"])
     registry.start()
     return {
         "v1": app.build_release("v1"),
@@ -38,6 +36,21 @@ def releases() -> dict[str, str]:
     }
 
 
+@pytest.fixture(scope="session")
+def building() -> Iterator[Future[dict[str, str]]]:
+    """The sample releases, building in the background while the first server
+    starts and is provisioned."""
+    engine.ensure_engine()
+    images.build_all(["server-provisioned", "app-base"])
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(build_releases)
+
+
+@pytest.fixture(scope="session")
+def releases(building: Future[dict[str, str]]) -> dict[str, str]:
+    return building.result()
+
+
 def start_bed(names: list[str], releases: dict[str, str], inventory: str) -> Bed:
     return testbed_bed.start_bed(names, releases, E2E_DIR / f"{inventory}.json")
 
@@ -47,10 +60,15 @@ def stop_bed(bed: Bed) -> None:
 
 
 @pytest.fixture(scope="session")
-def bed(releases: dict[str, str]) -> Iterator[Bed]:
+def bed(building: Future[dict[str, str]]) -> Iterator[Bed]:
     """One SSH test server, provisioned. Tests share it in file order."""
     # Two people may run the e2e suite on one machine: MELK_E2E_SERVER names the server.
     name = os.environ.get("MELK_E2E_SERVER", "melk-e2e-1")
-    bed = start_bed([name], releases, name)
+    bed = start_bed([name], {}, name)
+    try:
+        bed.releases.update(building.result())
+    except BaseException:
+        stop_bed(bed)
+        raise
     yield bed
     stop_bed(bed)

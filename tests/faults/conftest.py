@@ -41,7 +41,7 @@ def build_releases() -> dict[str, str]:
 def bed() -> Iterator[Bed]:
     """The server melk-fault-1 (MELK_FAULTS_SERVER), provisioned, serving v1."""
     engine.ensure_engine()
-    images.build_all(["server", "app-base"])
+    images.build_all(["server-provisioned", "app-base"])
     FAULTS_DIR.mkdir(parents=True, exist_ok=True)
     BECOME_AUDIT.unlink(missing_ok=True)
     name = os.environ.get("MELK_FAULTS_SERVER", "melk-fault-1")
