@@ -119,6 +119,11 @@ def output(out: str, err: str) -> str:
     return " ".join((err.strip() or out.strip()).split())
 
 
+def refused(msg: str) -> dict[str, Any]:
+    """A failed switch: nothing changed, nginx not reloaded."""
+    return {"failed": True, "changed": False, "reloaded": False, "msg": msg}
+
+
 def switch(
     path: str,
     content: str,
@@ -150,36 +155,23 @@ def switch(
     finally:
         os.unlink(candidate)
     if rc != 0:
-        return {
-            "failed": True,
-            "changed": False,
-            "reloaded": False,
-            "msg": "edge proxy: the new upstream was refused, nothing changed: "
-            + output(out_text, err),
-        }
+        return refused(
+            f"edge proxy: the new upstream was refused, nothing changed: {output(out_text, err)}"
+        )
     write_atomic(path, content)
     rc, out_text, err = runner(list(test_command))
     if rc != 0:
         restore(path, old)
-        return {
-            "failed": True,
-            "changed": False,
-            "reloaded": False,
-            "msg": (
-                "edge proxy: the nginx configuration on this host is invalid, so the switch was "
-                f"not made and the old upstream is back; nginx -t says: {output(out_text, err)}"
-            ),
-        }
+        return refused(
+            "edge proxy: the nginx configuration on this host is invalid, so the switch was "
+            f"not made and the old upstream is back; nginx -t says: {output(out_text, err)}"
+        )
     rc, out_text, err = runner(list(reload_command))
     if rc != 0:
         restore(path, old)
-        return {
-            "failed": True,
-            "changed": False,
-            "reloaded": False,
-            "msg": "edge proxy: the reload failed, the old upstream is back: "
-            + output(out_text, err),
-        }
+        return refused(
+            f"edge proxy: the reload failed, the old upstream is back: {output(out_text, err)}"
+        )
     return {"changed": True, "reloaded": True}
 
 
