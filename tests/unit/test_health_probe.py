@@ -112,9 +112,17 @@ def test_ready_waits_then_watches_from_the_first_healthy_answer() -> None:
     result = ready_loop(fake.probe, 30, 2.0, 0.5, OK, fake.clock, fake.sleep)
     assert result["healthy"] is True
     assert result["phase"] == "watch"
-    # healthy at 1.0, then the window's probes at 1.5, 2.0, 2.5, 3.0, 3.5
-    assert fake.probed_at == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
-    assert result["attempts"] == 8
+    # healthy at 1.0, then the window's probes at 1.5, 2.0, 2.5 and its end, 3.0
+    assert fake.probed_at == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    assert result["attempts"] == 7
+    assert result["elapsed"] == pytest.approx(3.0)
+
+
+def test_ready_with_a_window_shorter_than_an_interval_probes_once_more_at_its_end() -> None:
+    fake = FakeTime([200])
+    result = ready_loop(fake.probe, 30, 0.3, 1.0, OK, fake.clock, fake.sleep)
+    assert result["healthy"] is True
+    assert fake.probed_at == pytest.approx([0.0, 0.3])
 
 
 def test_ready_never_watches_a_release_that_did_not_come_up() -> None:

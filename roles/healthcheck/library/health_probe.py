@@ -50,7 +50,7 @@ options:
     required: true
   watch_seconds:
     description: With O(mode=ready), how long the URL must stay healthy after its first
-      healthy answer.
+      healthy answer (the window counts from that answer).
     type: float
     default: 0
   container:
@@ -193,13 +193,15 @@ def ready_loop(
     waited = probe_loop(probe, "wait", seconds, interval, codes, clock, sleep)
     if not waited["healthy"] or watch_seconds <= 0:
         return {**waited, "phase": "wait"}
-    # the watch's first probe is one interval after the healthy one
-    sleep(interval)
-    watched = probe_loop(probe, "watch", watch_seconds, interval, codes, clock, sleep)
+    # The window counts from the healthy answer: the watch's first probe is one
+    # interval after it, its last at the end of the window.
+    pause = min(interval, watch_seconds)
+    sleep(pause)
+    watched = probe_loop(probe, "watch", watch_seconds - pause, interval, codes, clock, sleep)
     return {
         **watched,
         "attempts": waited["attempts"] + watched["attempts"],
-        "elapsed": round(waited["elapsed"] + interval + watched["elapsed"], 3),
+        "elapsed": round(waited["elapsed"] + pause + watched["elapsed"], 3),
         "phase": "watch",
     }
 
