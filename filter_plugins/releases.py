@@ -734,6 +734,21 @@ def history_lines(state: object, limit: int = 10) -> list[str]:
     return lines
 
 
+def failed_hosts(hostvars: Mapping[str, Any], hosts: Sequence[str]) -> list[str]:
+    """The hosts, of ``hosts``, whose run recorded ``app_deploy_run_outcome: failed``.
+
+    ``hostvars`` is Ansible's (host name -> that host's variables). One answer to "did
+    any host of this play fail?" for the serial-batch gate, the fleet rollback and the
+    play that runs it.
+    """
+    failed: list[str] = []
+    for host in hosts:
+        variables = hostvars.get(host, {})
+        if variables.get("app_deploy_run_outcome") == "failed":
+            failed.append(str(host))
+    return failed
+
+
 # --------------------------------------------------------------------------- plugin
 
 
@@ -759,5 +774,6 @@ class FilterModule:
             resolve_release,
             images_to_prune,
             history_lines,
+            failed_hosts,
         )
         return {function.__name__: function for function in functions}

@@ -681,6 +681,7 @@ def test_filter_module_exposes_every_filter() -> None:
         "resolve_release",
         "images_to_prune",
         "history_lines",
+        "failed_hosts",
     }
     assert all(filters[name] is getattr(releases, name) for name in filters)
 
@@ -859,3 +860,24 @@ def test_reconcile_on_a_host_with_no_history() -> None:
     fixed = releases.reconcile_state(None, serving, "reg/app")
     assert fixed["current"]["slot"] == "green"
     assert fixed["history"] == []
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ({"a": "succeeded", "b": "failed", "c": None}, ["b"]),
+        ({"a": "succeeded", "b": "noop"}, []),
+        ({"a": "failed", "b": "failed"}, ["a", "b"]),
+        ({}, []),
+    ],
+)
+def test_failed_hosts_are_those_of_the_play_whose_run_failed(
+    outcomes: dict[str, str | None], expected: list[str]
+) -> None:
+    hostvars: dict[str, dict[str, Any]] = {
+        host: ({"app_deploy_run_outcome": outcome} if outcome else {})
+        for host, outcome in outcomes.items()
+    }
+    hostvars["elsewhere"] = {"app_deploy_run_outcome": "failed"}  # not in this play
+    hosts = [*outcomes, "not-in-hostvars"]
+    assert releases.failed_hosts(hostvars, hosts) == expected
