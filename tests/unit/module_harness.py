@@ -2,6 +2,9 @@
 
 Ansible's own unit-test helper (ansible.module_utils.testing.patch_module_args) hands the
 arguments to AnsibleModule; main() prints its JSON result and exits, both caught here.
+Once another test has imported Ansible's controller code, module_utils believes it runs
+on the controller and prints warnings instead of returning them: for the module's run,
+it is told otherwise, as it is on a managed host.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import io
 import json
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
+from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
 
 
@@ -19,7 +24,8 @@ def run_module(main: Callable[[], None], args: dict[str, Any]) -> dict[str, Any]
     """The result main() prints for args; 'rc' is its exit code (1 when it failed),
     'warnings' the text of each warning."""
     out = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(out):
+    on_the_host = mock.patch.object(_internal, "is_controller", False)
+    with patch_module_args(args), on_the_host, contextlib.redirect_stdout(out):
         try:
             main()
         except SystemExit as done:

@@ -497,6 +497,32 @@ def test_racing_acquires_in_threads_have_one_winner(lock_path: Path) -> None:
             assert f"run {winners[0]}" in result["msg"]
 
 
+def test_a_lock_that_keeps_changing_hands_gives_up_after_three_looks(lock_path: Path) -> None:
+    looks: list[str] = []
+    creates: list[str] = []
+
+    def read(path: str) -> melk_lock.Found:
+        looks.append(path)
+        return melk_lock.Found(None, None)  # gone again each time we look
+
+    def create(path: str, record: Any) -> bool:
+        creates.append(path)
+        return False  # and back each time we create
+
+    record = lock_record("bob@ctl", "run-b", "deploy", NOW, "app1")
+    taken = melk_lock.take(str(lock_path), record, False, read=read, create=create)
+    assert taken == (HELD, None, None)
+    assert len(looks) == len(creates) == melk_lock.CREATE_ATTEMPTS == 3
+
+
+def test_an_unreadable_lock_is_corrupt(lock_path: Path) -> None:
+    lock_path.mkdir()  # reading it fails with an OSError
+    result = acquire(lock_path)
+    assert result["failed"] is True
+    assert result["action"] == CORRUPT
+    assert "cannot read it: [Errno 21] Is a directory" in result["msg"]
+
+
 def test_a_lock_read_empty_is_read_again_until_its_creator_wrote_it(lock_path: Path) -> None:
     """The other run has created the file but not yet written its JSON."""
     lock_path.write_text("")
