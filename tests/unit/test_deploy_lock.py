@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import deploy_lock
 import pytest
-import yaml
-from deploy_lock import (
+from ansible.module_utils import melk_lock
+from ansible.module_utils.melk_lock import (
     ABSENT,
     CORRUPT,
     CREATE,
@@ -20,15 +23,13 @@ from deploy_lock import (
     HELD,
     KEEP,
     REMOVE,
-    age_text,
     decide,
-    format_held_message,
     lock_record,
-    params_error,
     parse_lock,
     parse_time,
-    run,
 )
+from deploy_lock import age_text, format_held_message, params_error, run
+from module_harness import run_module
 
 NOW = datetime(2026, 11, 27, 4, 0, 0, tzinfo=UTC)
 HOLDER = {
@@ -242,23 +243,51 @@ def test_acquire_returns_checksums_not_contents(lock_path: Path) -> None:
     assert "s3cret" not in json.dumps(result)
 
 
+class Docker:
+    """Answers the docker command lines it is given with canned output, and keeps them."""
+
+    def __init__(self, rc: int = 0, out: str = "", err: str = "") -> None:
+        self.answer = (rc, out, err)
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        self.calls.append(list(argv))
+        return self.answer
+
+
 def test_acquire_lists_the_tags_of_the_app_image(lock_path: Path) -> None:
-    asked: list[str] = []
-
-    def tags(repository: str) -> list[str]:
-        asked.append(repository)
-        return ["abc", "def"]
-
+    docker = Docker(out="def\n<none>\nabc\n")
     params = {"path": str(lock_path), "owner": "a@c", "run_id": "r", "image_repository": "reg/app"}
-    result = run(params, check_mode=False, now=NOW, image_tags=tags)
+    result = run(params, check_mode=False, runner=docker, now=NOW)
     assert result["image_tags"] == ["abc", "def"]
-    assert asked == ["reg/app"]
+    assert docker.calls == [["docker", "image", "ls", "--format", "{{.Tag}}", "reg/app"]]
+
+
+def test_a_failed_image_lookup_fails_with_dockers_reason(lock_path: Path) -> None:
+    docker = Docker(rc=1, err="Cannot connect to the Docker daemon\n")
+    params = {"path": str(lock_path), "owner": "a@c", "run_id": "r", "image_repository": "reg/app"}
+    result = run(params, check_mode=False, runner=docker, now=NOW)
+    assert result["failed"] is True
+    assert result["msg"] == (
+        f"deploy lock {lock_path}: acquire failed: docker image ls reg/app: "
+        "Cannot connect to the Docker daemon"
+    )
+
+
+@pytest.mark.docker
+def test_image_tags_from_the_real_engine() -> None:
+    def docker(argv: Sequence[str]) -> tuple[int, str, str]:
+        done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+        return done.returncode, done.stdout, done.stderr
+
+    assert "1" in deploy_lock.image_tags("melk-testbed/busybox", docker)
+    assert deploy_lock.image_tags("melk-unit/never-built", docker) == []
 
 
 def test_a_held_lock_looks_up_nothing(lock_path: Path) -> None:
     acquire(lock_path)
 
-    def tags(repository: str) -> list[str]:
+    def tags(argv: Sequence[str]) -> tuple[int, str, str]:
         raise AssertionError("looked up images without the lock")
 
     params = {
@@ -268,7 +297,7 @@ def test_a_held_lock_looks_up_nothing(lock_path: Path) -> None:
         "image_repository": "reg/app",
         "checksum": ["/etc/hostname"],
     }
-    result = run(params, check_mode=False, now=NOW, image_tags=tags)
+    result = run(params, check_mode=False, runner=tags, now=NOW)
     assert result["failed"] is True
     assert "image_tags" not in result
     assert "checksums" not in result
@@ -380,7 +409,7 @@ def test_check_mode_changes_nothing(lock_path: Path) -> None:
 
 @pytest.mark.parametrize("content", ["", "{not json", "[]"])
 def test_corrupt_lock(lock_path: Path, content: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(deploy_lock, "EMPTY_READ_DELAY", 0.0)
+    monkeypatch.setattr(melk_lock, "EMPTY_READ_DELAY", 0.0)
     lock_path.write_text(content)
     result = acquire(lock_path)
     assert result["failed"] is True
@@ -416,24 +445,176 @@ def test_held_message_age_from_since(lock_path: Path) -> None:
     assert "since 2026-11-27T04:00:00Z (2h 5m ago)" in result["msg"]
 
 
-# --------------------------------------------------------------------------- documentation
+# --------------------------------------------------------------------------- the lock's races
 
 
-def test_documentation_is_yaml_and_matches_argument_spec() -> None:
-    doc = yaml.safe_load(deploy_lock.DOCUMENTATION)
-    yaml.safe_load(deploy_lock.EXAMPLES)
-    returns = yaml.safe_load(deploy_lock.RETURN)
-    assert doc["module"] == "deploy_lock"
-    assert set(doc["options"]) == {
-        "path",
-        "state",
-        "owner",
-        "run_id",
-        "purpose",
-        "read",
-        "checksum",
-        "image_repository",
-        "write",
-    }
-    assert doc["options"]["state"]["choices"] == list(deploy_lock.STATES)
-    assert {"lock", "broken", "action", "files", "written"} <= set(returns)
+def test_create_lock_refuses_an_existing_file(lock_path: Path) -> None:
+    assert melk_lock.create_lock(str(lock_path), HOLDER) is True
+    other = {**HOLDER, "run_id": "run-b", "owner": "bob@ctl"}
+    assert melk_lock.create_lock(str(lock_path), other) is False
+    assert json.loads(lock_path.read_text()) == HOLDER
+
+
+def test_of_two_runs_that_both_saw_no_lock_only_one_wins(lock_path: Path) -> None:
+    """Both runs look before either creates: the second create fails, and its second look
+    finds the winner's lock, so it fails naming the winner."""
+    record_a = lock_record("alice@ctl", "run-a", "deploy", NOW, "app1")
+    record_b = lock_record("bob@ctl", "run-b", "deploy", NOW, "app1")
+    looks: list[str] = []
+
+    def read_b(path: str) -> melk_lock.Found:
+        looks.append(path)
+        if len(looks) == 1:  # run b looks, sees nothing; run a creates before b does
+            assert melk_lock.take(path, record_a, False)[0] == CREATE
+            return melk_lock.Found(None, None)
+        return melk_lock.read_lock(path)
+
+    action, lock, _reason = melk_lock.take(str(lock_path), record_b, False, read=read_b)
+    assert (action, lock) == (HELD, record_a)
+    assert len(looks) == 2
+    assert json.loads(lock_path.read_text()) == record_a
+
+
+def test_racing_acquires_in_threads_have_one_winner(lock_path: Path) -> None:
+    barrier = threading.Barrier(8)
+    results: dict[str, dict[str, Any]] = {}
+
+    def contend(run_id: str) -> None:
+        barrier.wait()
+        results[run_id] = acquire(lock_path, run_id=run_id, owner=f"{run_id}@ctl")
+
+    threads = [threading.Thread(target=contend, args=(f"run-{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [run_id for run_id, result in results.items() if not result.get("failed")]
+    assert len(winners) == 1
+    assert json.loads(lock_path.read_text())["run_id"] == winners[0]
+    for run_id, result in results.items():
+        if run_id != winners[0]:
+            assert result["action"] == HELD
+            assert f"run {winners[0]}" in result["msg"]
+
+
+def test_a_lock_that_keeps_changing_hands_gives_up_after_three_looks(lock_path: Path) -> None:
+    looks: list[str] = []
+    creates: list[str] = []
+
+    def read(path: str) -> melk_lock.Found:
+        looks.append(path)
+        return melk_lock.Found(None, None)  # gone again each time we look
+
+    def create(path: str, record: Any) -> bool:
+        creates.append(path)
+        return False  # and back each time we create
+
+    record = lock_record("bob@ctl", "run-b", "deploy", NOW, "app1")
+    taken = melk_lock.take(str(lock_path), record, False, read=read, create=create)
+    assert taken == (HELD, None, None)
+    assert len(looks) == len(creates) == melk_lock.CREATE_ATTEMPTS == 3
+
+
+def test_an_unreadable_lock_is_corrupt(lock_path: Path) -> None:
+    lock_path.mkdir()  # reading it fails with an OSError
+    result = acquire(lock_path)
+    assert result["failed"] is True
+    assert result["action"] == CORRUPT
+    assert "cannot read it: [Errno 21] Is a directory" in result["msg"]
+
+
+def test_a_lock_read_empty_is_read_again_until_its_creator_wrote_it(lock_path: Path) -> None:
+    """The other run has created the file but not yet written its JSON."""
+    lock_path.write_text("")
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 2:  # the creator writes while we wait
+            lock_path.write_text(json.dumps(HOLDER))
+
+    assert melk_lock.read_lock(str(lock_path), sleep=sleep) == (HOLDER, None)
+    assert slept == [melk_lock.EMPTY_READ_DELAY] * 2
+
+
+def test_a_lock_that_stays_empty_is_corrupt_after_the_retries(lock_path: Path) -> None:
+    lock_path.write_text("")
+    slept: list[float] = []
+    assert melk_lock.read_lock(str(lock_path), sleep=slept.append) == (None, "the file is empty")
+    assert len(slept) == melk_lock.EMPTY_READ_RETRIES
+
+
+# --------------------------------------------------------------------------- the record
+
+
+def test_the_record_replaces_releases_json_at_once(lock_path: Path) -> None:
+    """A reader of the old releases.json, or a crash during the write, sees the whole old
+    file: the new one is a new file renamed over it, not the old one rewritten."""
+    acquire(lock_path)
+    state = lock_path.parent / "releases.json"
+    state.write_text('{"old": true}\n')
+    with state.open() as reader:
+        result = run(
+            {"path": str(lock_path), "state": "release", "run_id": "run-a",
+             "write": {str(state): '{"new": true}\n'}},
+            check_mode=False,
+        )  # fmt: skip
+        assert reader.read() == '{"old": true}\n'
+    assert result["written"] == [str(state)]
+    assert state.read_text() == '{"new": true}\n'
+
+
+def test_a_record_that_cannot_be_written_leaves_the_old_one_and_the_lock(
+    lock_path: Path,
+) -> None:
+    acquire(lock_path)
+    state = lock_path.parent / "releases.json"
+    state.write_text('{"old": true}\n')
+    params = {"path": str(lock_path), "state": "release", "run_id": "run-a"}
+    with pytest.raises(UnicodeEncodeError):  # fails half-way through the text
+        run({**params, "write": {str(state): '{"new": "\udcff"}'}}, check_mode=False)
+    assert state.read_text() == '{"old": true}\n'
+    assert lock_path.exists()
+    assert sorted(p.name for p in lock_path.parent.iterdir()) == ["deploy.lock", "releases.json"]
+
+
+# --------------------------------------------------------------------------- main()
+
+
+def test_main_acquires_reads_and_releases(lock_path: Path) -> None:
+    state = lock_path.parent / "releases.json"
+    state.write_text("{}")
+    args = {"path": str(lock_path), "owner": "a@c", "run_id": "r", "read": [str(state)]}
+    taken = run_module(deploy_lock.main, args)
+    assert (taken["rc"], taken["changed"], taken["action"]) == (0, True, CREATE)
+    assert taken["files"] == {str(state): "{}"}
+    held = run_module(deploy_lock.main, {**args, "run_id": "other"})
+    assert held["rc"] == 1
+    assert held["failed"] is True
+    assert "is held by a@c" in held["msg"]
+    released = run_module(
+        deploy_lock.main,
+        {"path": str(lock_path), "state": "release", "run_id": "r", "write": {str(state): "new"}},
+    )
+    assert (released["rc"], released["action"], released["written"]) == (0, REMOVE, [str(state)])
+    assert state.read_text() == "new"
+    assert not lock_path.exists()
+
+
+def test_main_warns_when_the_lock_is_another_runs(lock_path: Path) -> None:
+    acquire(lock_path)
+    result = run_module(
+        deploy_lock.main, {"path": str(lock_path), "state": "release", "run_id": "b"}
+    )
+    assert result["rc"] == 0
+    assert result["action"] == FOREIGN
+    assert result["warnings"] == [
+        f"deploy lock {lock_path} is held by alice@ctl (run run-a), not by this run; left in place"
+    ]
+
+
+def test_main_requires_owner_and_run_id_to_acquire(lock_path: Path) -> None:
+    result = run_module(deploy_lock.main, {"path": str(lock_path)})
+    assert result["rc"] == 1
+    assert "owner" in result["msg"] and "run_id" in result["msg"]
+    assert not lock_path.exists()

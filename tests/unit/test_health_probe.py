@@ -4,23 +4,28 @@ the probe against a real HTTP server on this machine."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
+import health_probe
 import pytest
+from ansible.module_utils.melk_docker import STATE_FORMAT, parse_state
 from health_probe import (
     NO_ANSWER,
     finished,
     healthy_codes,
     http_probe,
-    parse_state,
     probe_loop,
     ready_loop,
     state_ok,
 )
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
+from module_harness import run_module
 
 OK = list(range(200, 300))
 
@@ -177,11 +182,26 @@ def test_unknown_mode_is_refused() -> None:
         FakeTime([200]).run("sometimes", 1)
 
 
+def test_a_window_that_is_a_whole_number_of_intervals_gets_no_extra_probe() -> None:
+    """Regression: seconds=5.999999999999998, interval=0.1. The 61st probe's time, a sum of
+    sixty 0.1 s pauses, came out at 5.999999999999995 s, short of the window by 3e-15 s, so
+    a 62nd probe followed 3e-15 s later. A deadline missed by less than a microsecond
+    (CLOCK_TOLERANCE) is now met: 61 probes, 0.1 s apart, the last one at the end."""
+    fake = FakeTime([200])
+    result = fake.run("watch", 5.999999999999998, 0.1)
+    assert result["healthy"] is True
+    assert len(fake.probed_at) == 61
+    assert fake.probed_at[-1] == pytest.approx(6.0)
+    gaps = [b - a for a, b in zip(fake.probed_at, fake.probed_at[1:], strict=False)]
+    assert min(gaps) == pytest.approx(0.1)
+
+
 @given(
     statuses=st.lists(st.sampled_from([200, 204, 500, 503, NO_ANSWER]), min_size=1, max_size=30),
     seconds=st.floats(min_value=0, max_value=10),
     interval=st.floats(min_value=0.1, max_value=3),
 )
+@example(statuses=[200], seconds=5.999999999999998, interval=0.1)
 def test_watch_is_healthy_only_if_every_probe_was(
     statuses: list[int], seconds: float, interval: float
 ) -> None:
@@ -233,23 +253,141 @@ def test_http_probe_without_a_listener_reports_no_answer() -> None:
     assert "refused" in error.lower()
 
 
-def test_documentation_is_yaml_and_matches_the_module() -> None:
-    import health_probe
-    import yaml
+# --- run(): the numbers, the container check --------------------------------------
 
-    doc = yaml.safe_load(health_probe.DOCUMENTATION)
-    yaml.safe_load(health_probe.EXAMPLES)
-    returns = yaml.safe_load(health_probe.RETURN)
-    assert doc["module"] == "health_probe"
-    assert set(doc["options"]) == {
-        "url",
-        "mode",
-        "seconds",
-        "watch_seconds",
-        "container",
-        "interval",
-        "timeout",
-        "status_codes",
+
+def params(**given: Any) -> dict[str, Any]:
+    """The module's parameters as AnsibleModule gives them (defaults filled in)."""
+    defaults = {key: spec.get("default") for key, spec in health_probe.ARGUMENT_SPEC.items()}
+    return {**defaults, "url": "http://127.0.0.1:1/health", "seconds": 2.0, **given}
+
+
+class Docker:
+    """Answers docker inspect with canned output, and keeps the command lines."""
+
+    def __init__(self, out: str, rc: int = 0) -> None:
+        self.answer = (rc, out, "" if rc == 0 else "Error: No such container: x")
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        self.calls.append(list(argv))
+        return self.answer
+
+
+def probed(statuses: list[int], docker: Docker, **given: Any) -> dict[str, Any]:
+    fake = FakeTime(statuses)
+    return health_probe.run(params(**given), docker, fake.probe, fake.clock, fake.sleep)
+
+
+@pytest.mark.parametrize(
+    ("given", "error"),
+    [
+        ({}, ""),
+        ({"seconds": 0.0, "watch_seconds": 0.0}, ""),
+        ({"seconds": -1.0}, "seconds must not be below 0, got -1.0"),
+        ({"watch_seconds": -0.5}, "watch_seconds must not be below 0, got -0.5"),
+        ({"interval": 0.0}, "interval must be above 0, got 0.0"),
+        ({"timeout": -2.0}, "timeout must be above 0, got -2.0"),
+        (
+            {"interval": 0.0, "seconds": -3.0},
+            "interval must be above 0, got 0.0; seconds must not be below 0, got -3.0",
+        ),
+    ],
+)
+def test_params_error(given: dict[str, Any], error: str) -> None:
+    assert health_probe.params_error(params(**given)) == error
+
+
+def test_negative_seconds_are_refused_before_any_probe() -> None:
+    docker = Docker("true 0 running 0")
+    fake = FakeTime([200])
+    result = health_probe.run(params(seconds=-1.0), docker, fake.probe, fake.clock, fake.sleep)
+    assert result == {
+        "failed": True,
+        "changed": False,
+        "msg": "health_probe: seconds must not be below 0, got -1.0",
     }
-    assert doc["options"]["mode"]["choices"] == list(health_probe.MODES)
-    assert set(returns) == {"healthy", "status", "attempts", "elapsed", "error", "phase", "state"}
+    assert fake.probed_at == []
+    assert docker.calls == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "healthy", "phase"),
+    [
+        ("true 0 running 0", True, "wait"),
+        ("true 2 running 0", False, "container"),
+        ("false 0 exited 3", False, "container"),
+    ],
+)
+def test_a_healthy_url_needs_a_container_that_runs_and_never_restarted(
+    answer: str, healthy: bool, phase: str
+) -> None:
+    docker = Docker(answer)
+    result = probed([200], docker, container="melk-ai-blue")
+    assert (result["healthy"], result["phase"]) == (healthy, phase)
+    assert result["state"] == parse_state(0, answer)
+    assert docker.calls == [
+        ["docker", "inspect", "--type", "container", "--format", STATE_FORMAT, "melk-ai-blue"]
+    ]
+
+
+def test_a_container_that_is_gone_is_unhealthy() -> None:
+    result = probed([200], Docker("", rc=1), container="melk-ai-blue", mode="ready")
+    assert (result["healthy"], result["phase"], result["state"]) == (False, "container", {})
+
+
+def test_the_container_is_not_inspected_after_failed_probes_or_without_a_name() -> None:
+    docker = Docker("true 0 running 0")
+    assert probed([503], docker, container="melk-ai-blue")["phase"] == "wait"
+    assert probed([200], docker)["healthy"] is True
+    assert docker.calls == []
+
+
+def test_main_refuses_negative_seconds_with_a_clear_message() -> None:
+    result = run_module(health_probe.main, {"url": "http://127.0.0.1:1/", "seconds": -1})
+    assert result["rc"] == 1
+    assert result["failed"] is True
+    assert result["msg"] == "health_probe: seconds must not be below 0, got -1.0"
+
+
+def test_main_probes_a_real_server(server: str) -> None:
+    args = {"url": server + "/health", "mode": "ready", "seconds": 2, "watch_seconds": 0.2}
+    result = run_module(health_probe.main, {**args, "interval": 0.1})
+    assert result["rc"] == 0
+    assert (result["healthy"], result["status"], result["phase"]) == (True, 200, "watch")
+    assert result["changed"] is False
+
+
+# --- against the real engine ---------------------------------------------------------
+
+
+def real_docker(argv: Sequence[str]) -> tuple[int, str, str]:
+    done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.docker
+def test_the_container_check_against_the_real_engine() -> None:
+    name = f"melk-unit-probe-{uuid.uuid4().hex[:8]}"
+    started = real_docker(
+        ["docker", "run", "--detach", "--pull", "never", "--name", name,
+         "melk-testbed/busybox:1", "sleep", "60"]
+    )  # fmt: skip
+    assert started[0] == 0, started[2]
+    try:
+        fake = FakeTime([200])
+        running = health_probe.run(
+            params(container=name), real_docker, fake.probe, fake.clock, fake.sleep
+        )
+        assert (running["healthy"], running["state"]["status"]) == (True, "running")
+        assert real_docker(["docker", "kill", name])[0] == 0
+        killed = health_probe.run(
+            params(container=name), real_docker, fake.probe, fake.clock, fake.sleep
+        )
+        assert (killed["healthy"], killed["phase"], killed["state"]["running"]) == (
+            False,
+            "container",
+            False,
+        )
+    finally:
+        real_docker(["docker", "rm", "--force", name])

@@ -9,8 +9,9 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+import proxy_upstream
 import pytest
-import yaml
+from module_harness import run_module
 from proxy_upstream import switch
 
 OLD = "# release aaa\nserver 127.0.0.1:18001 max_fails=0;\n"
@@ -110,11 +111,60 @@ def test_validate_must_name_the_candidate(upstream: Path) -> None:
     assert upstream.read_text() == OLD
 
 
-def test_documentation_is_yaml() -> None:
-    import proxy_upstream
+@pytest.mark.parametrize(
+    ("old", "content", "validate", "check_mode", "action"),
+    [
+        (OLD, NEW, "nginx -t", False, proxy_upstream.REFUSE),
+        (OLD, OLD, VALIDATE, False, proxy_upstream.KEEP),
+        (OLD, OLD, VALIDATE, True, proxy_upstream.KEEP),
+        (OLD, NEW, VALIDATE, True, proxy_upstream.REPORT),
+        (OLD, NEW, VALIDATE, False, proxy_upstream.SWITCH),
+        (None, NEW, VALIDATE, False, proxy_upstream.SWITCH),
+        (None, "", VALIDATE, False, proxy_upstream.SWITCH),
+    ],
+)
+def test_decide(
+    old: str | None, content: str, validate: str, check_mode: bool, action: str
+) -> None:
+    assert proxy_upstream.decide(old, content, validate, check_mode) == action
 
-    doc = yaml.safe_load(proxy_upstream.DOCUMENTATION)
-    yaml.safe_load(proxy_upstream.EXAMPLES)
-    yaml.safe_load(proxy_upstream.RETURN)
-    assert doc["module"] == "proxy_upstream"
-    assert set(doc["options"]) == {"path", "content", "validate", "test_command", "reload_command"}
+
+def test_the_default_commands_check_nginx_then_reload_it_gracefully() -> None:
+    """A reload lets old workers finish their requests; a restart would drop them."""
+    spec = proxy_upstream.ARGUMENT_SPEC
+    assert spec["test_command"]["default"] == ["nginx", "-t", "-q"]
+    assert spec["reload_command"]["default"] == ["systemctl", "reload", "nginx"]
+
+
+def test_a_reader_of_the_old_file_sees_it_whole_during_a_switch(upstream: Path) -> None:
+    """The new upstream is a new file renamed over the old one, never the old one rewritten:
+    nginx, or a crash, sees the old file or the new one."""
+    with upstream.open() as reader:
+        result, _runner = do(upstream)
+        assert reader.read() == OLD
+    assert result == {"changed": True, "reloaded": True}
+    assert upstream.read_text() == NEW
+
+
+def test_an_upstream_that_cannot_be_written_leaves_the_old_one(upstream: Path) -> None:
+    with pytest.raises(UnicodeEncodeError):  # fails half-way through the text
+        do(upstream, "server 127.0.0.1:18002;\n# \udcff\n")
+    assert upstream.read_text() == OLD
+    assert [p.name for p in upstream.parent.iterdir()] == [upstream.name]
+
+
+def test_main_switches_with_the_given_commands(upstream: Path) -> None:
+    args = {
+        "path": str(upstream),
+        "content": NEW,
+        "validate": VALIDATE,
+        "test_command": ["true"],
+        "reload_command": ["true"],
+    }
+    result = run_module(proxy_upstream.main, args)
+    assert (result["rc"], result["changed"], result["reloaded"]) == (0, True, True)
+    assert upstream.read_text() == NEW
+    failed = run_module(proxy_upstream.main, {**args, "content": OLD, "reload_command": BROKEN})
+    assert (failed["rc"], failed["failed"], failed["reloaded"]) == (1, True, False)
+    assert "reload failed" in failed["msg"]
+    assert upstream.read_text() == NEW

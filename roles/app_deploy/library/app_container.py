@@ -13,10 +13,21 @@ it to syntax and library calls of Python 3.8 (new-style types only inside annota
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.melk_docker import (
+    failure,
+    image_rm_argv,
+    missing,
+    parse_state,
+    rm_argv,
+    run_argv,
+    state_argv,
+    stop_argv,
+)
+from ansible.module_utils.melk_module import Runner, finish, module_runner
 
 DOCUMENTATION = r"""
 module: app_container
@@ -107,50 +118,57 @@ removed_images:
 """
 
 STATES = ("started", "stopped", "absent")
-# (rc, stdout, stderr) of one docker CLI call
-Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
 
-
-def run_argv(
-    name: str,
-    image: str,
-    ports: Sequence[str],
-    env_file: str | None,
-    labels: Mapping[str, Any],
-    restart_policy: str,
-    stop_timeout: int,
-) -> list[str]:
-    """The docker run command line that starts the container (one argument per item)."""
-    argv = ["docker", "run", "--detach", "--pull", "never", "--name", name]
-    argv += ["--restart", restart_policy, "--stop-timeout", str(stop_timeout)]
-    if env_file:
-        argv += ["--env-file", env_file]
-    for port in ports:
-        argv += ["--publish", port]
-    for key in sorted(labels):
-        argv += ["--label", f"{key}={labels[key]}"]
-    argv.append(image)
-    return argv
-
-
-def missing(stderr: str) -> bool:
-    """Whether docker said the container or image does not exist."""
-    text = stderr.lower()
-    return "no such container" in text or "no such image" in text
+ARGUMENT_SPEC: dict[str, Any] = {
+    "name": {"type": "str", "required": True},
+    "state": {"type": "str", "default": "started", "choices": list(STATES)},
+    "image": {"type": "str"},
+    "published_ports": {"type": "list", "elements": "str", "default": []},
+    "env_file": {"type": "path"},
+    "labels": {"type": "dict", "default": {}},
+    "restart_policy": {"type": "str", "default": "no"},
+    "stop_timeout": {"type": "int", "default": 10},
+    "remove_images": {"type": "list", "elements": "str", "default": []},
+}
+REQUIRED_IF = [("state", "started", ("image",))]
 
 
 def _fail(what: str, rc: int, err: str) -> dict[str, Any]:
-    return {"failed": True, "changed": False, "msg": f"{what} failed (exit {rc}): {err.strip()}"}
+    return {"failed": True, "changed": False, "msg": failure(what, rc, err)}
+
+
+def decide_stop(state: str, exists: bool, running: bool, images: list[str]) -> dict[str, Any]:
+    """What stopped/absent does to a container found (exists, running), and the images."""
+    absent = state == "absent"
+    return {
+        "stop": running,
+        "remove": absent and exists,
+        "images": images if absent else [],
+        "changed": running or (absent and exists) or (absent and bool(images)),
+    }
 
 
 def remove(name: str, runner: Runner) -> tuple[bool, dict[str, Any] | None]:
     """docker rm -f name: (removed, failure result or None)."""
-    rc, _out, err = runner(["docker", "rm", "--force", name])
+    rc, _out, err = runner(rm_argv(name))
     if rc == 0:
         return True, None
     if missing(err):
         return False, None
     return False, _fail(f"removing container {name}", rc, err)
+
+
+def remove_images(images: list[str], runner: Runner) -> tuple[list[str], list[str]]:
+    """Remove each image: (the ones removed, a warning for each one kept)."""
+    removed: list[str] = []
+    warnings: list[str] = []
+    for image in images:
+        rc, _out, err = runner(image_rm_argv(image))
+        if rc == 0:
+            removed.append(image)
+        elif not missing(err):
+            warnings.append(f"image {image} was kept: {err.strip()}")
+    return removed, warnings
 
 
 def start(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[str, Any]:
@@ -160,9 +178,9 @@ def start(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[s
         return {"failed": True, "changed": False, "msg": "image is required to start a container"}
     if check_mode:
         return {"changed": True}
-    _removed, failure = remove(name, runner)
-    if failure:
-        return failure
+    _removed, failed = remove(name, runner)
+    if failed:
+        return failed
     argv = run_argv(
         name,
         params["image"],
@@ -181,36 +199,28 @@ def start(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[s
 def stop(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[str, Any]:
     """Stop (state stopped) or stop and remove (state absent) the container; prune images."""
     name = params["name"]
-    rc, out, err = runner(["docker", "inspect", "--format", "{{.State.Running}}", name])
-    exists = rc == 0
+    rc, out, err = runner(state_argv(name))
     if rc != 0 and not missing(err):
         return _fail(f"inspecting container {name}", rc, err)
-    running = exists and out.strip() == "true"
+    exists = rc == 0
+    running = bool(parse_state(rc, out).get("running"))
     absent = params["state"] == "absent"
-    images = list(params.get("remove_images") or []) if absent else []
-    changed = running or (absent and exists) or bool(images)
+    plan = decide_stop(params["state"], exists, running, list(params.get("remove_images") or []))
     if check_mode:
-        return {"changed": changed, "removed_images": images} if absent else {"changed": changed}
-    if running:
-        rc, _out, err = runner(
-            ["docker", "stop", "--time", str(int(params.get("stop_timeout", 10))), name]
-        )
+        if absent:
+            return {"changed": plan["changed"], "removed_images": plan["images"]}
+        return {"changed": plan["changed"]}
+    if plan["stop"]:
+        rc, _out, err = runner(stop_argv(name, int(params.get("stop_timeout", 10))))
         if rc != 0 and not missing(err):
             return _fail(f"stopping container {name}", rc, err)
     if not absent:
-        return {"changed": changed}
-    if exists:
-        _removed, failure = remove(name, runner)
-        if failure:
-            return failure
-    removed: list[str] = []
-    warnings: list[str] = []
-    for image in images:
-        rc, _out, err = runner(["docker", "image", "rm", image])
-        if rc == 0:
-            removed.append(image)
-        elif not missing(err):
-            warnings.append(f"image {image} was kept: {err.strip()}")
+        return {"changed": plan["changed"]}
+    if plan["remove"]:
+        _removed, failed = remove(name, runner)
+        if failed:
+            return failed
+    removed, warnings = remove_images(plan["images"], runner)
     return {
         "changed": bool(running or exists or removed),
         "removed_images": removed,
@@ -227,31 +237,9 @@ def run(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[str
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "name": {"type": "str", "required": True},
-            "state": {"type": "str", "default": "started", "choices": list(STATES)},
-            "image": {"type": "str"},
-            "published_ports": {"type": "list", "elements": "str", "default": []},
-            "env_file": {"type": "path"},
-            "labels": {"type": "dict", "default": {}},
-            "restart_policy": {"type": "str", "default": "no"},
-            "stop_timeout": {"type": "int", "default": 10},
-            "remove_images": {"type": "list", "elements": "str", "default": []},
-        },
-        required_if=[("state", "started", ("image",))],
-        supports_check_mode=True,
+        argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True
     )
-
-    def runner(argv: Sequence[str]) -> tuple[int, str, str]:
-        rc, out, err = module.run_command(list(argv))
-        return int(rc), str(out), str(err)
-
-    result = run(dict(module.params), module.check_mode, runner)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    finish(module, run(dict(module.params), module.check_mode, module_runner(module)))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.melk_files import read_text, remove_file, write_atomic
+from ansible.module_utils.melk_module import Runner, finish, module_runner, one_line
 
 DOCUMENTATION = r"""
 module: proxy_upstream
@@ -78,50 +80,58 @@ reloaded:
   type: bool
 """
 
-# (rc, stdout, stderr) of one command
-Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
+TEST_COMMAND = ["nginx", "-t", "-q"]
+# A graceful reload: old workers finish their requests (a restart would drop them).
+RELOAD_COMMAND = ["systemctl", "reload", "nginx"]
+
+ARGUMENT_SPEC: dict[str, Any] = {
+    "path": {"type": "path", "required": True},
+    "content": {"type": "str", "required": True},
+    "validate": {"type": "str", "required": True},
+    "test_command": {"type": "list", "elements": "str", "default": TEST_COMMAND},
+    "reload_command": {"type": "list", "elements": "str", "default": RELOAD_COMMAND},
+}
+
+# what switch() does, decided from the file as it is and the parameters
+REFUSE = "refuse"  # validate does not name the candidate file
+KEEP = "keep"  # the file already holds the content
+REPORT = "report"  # check mode: say it would change
+SWITCH = "switch"  # check, replace, check the whole configuration, reload
 
 
-def read_text(path: str) -> str | None:
-    """The file's text, or None when there is no file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write text to a temporary file beside path (mode 0644), then rename it over path."""
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".proxy-upstream-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+def decide(old: str | None, content: str, validate: str, check_mode: bool) -> str:
+    """What to do, given the file's text (None: no file) and the wanted content."""
+    if "%s" not in validate:
+        return REFUSE
+    if old == content:
+        return KEEP
+    return REPORT if check_mode else SWITCH
 
 
 def restore(path: str, old: str | None) -> None:
     """Put the file back as it was (no file when there was none)."""
     if old is None:
-        if os.path.exists(path):
-            os.unlink(path)
+        remove_file(path)
     else:
         write_atomic(path, old)
-
-
-def output(out: str, err: str) -> str:
-    """A command's message: its stderr, else its stdout, on one line."""
-    return " ".join((err.strip() or out.strip()).split())
 
 
 def refused(msg: str) -> dict[str, Any]:
     """A failed switch: nothing changed, nginx not reloaded."""
     return {"failed": True, "changed": False, "reloaded": False, "msg": msg}
+
+
+def check_candidate(path: str, content: str, validate: str, runner: Runner) -> tuple[int, str]:
+    """Run validate on content in a temporary file beside path: (exit code, message)."""
+    handle, candidate = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".proxy-upstream-check-")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(content)
+        os.chmod(candidate, 0o644)
+        rc, out_text, err = runner(validate.replace("%s", candidate).split())
+    finally:
+        os.unlink(candidate)
+    return rc, one_line(out_text, err)
 
 
 def switch(
@@ -134,68 +144,35 @@ def switch(
     runner: Runner,
 ) -> dict[str, Any]:
     """Do the switch; a result for exit_json, with failed=True to fail."""
-    if "%s" not in validate:
-        return {
-            "failed": True,
-            "changed": False,
-            "reloaded": False,
-            "msg": "validate must contain %s",
-        }
     old = read_text(path)
-    if old == content:
-        return {"changed": False, "reloaded": False}
-    if check_mode:
-        return {"changed": True, "reloaded": False}
-    handle, candidate = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".proxy-upstream-check-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(content)
-        os.chmod(candidate, 0o644)
-        rc, out_text, err = runner(validate.replace("%s", candidate).split())
-    finally:
-        os.unlink(candidate)
+    action = decide(old, content, validate, check_mode)
+    if action == REFUSE:
+        return refused("validate must contain %s")
+    if action in (KEEP, REPORT):
+        return {"changed": action == REPORT, "reloaded": False}
+    rc, message = check_candidate(path, content, validate, runner)
     if rc != 0:
-        return refused(
-            f"edge proxy: the new upstream was refused, nothing changed: {output(out_text, err)}"
-        )
+        return refused(f"edge proxy: the new upstream was refused, nothing changed: {message}")
     write_atomic(path, content)
     rc, out_text, err = runner(list(test_command))
     if rc != 0:
         restore(path, old)
         return refused(
             "edge proxy: the nginx configuration on this host is invalid, so the switch was "
-            f"not made and the old upstream is back; nginx -t says: {output(out_text, err)}"
+            f"not made and the old upstream is back; nginx -t says: {one_line(out_text, err)}"
         )
     rc, out_text, err = runner(list(reload_command))
     if rc != 0:
         restore(path, old)
         return refused(
-            f"edge proxy: the reload failed, the old upstream is back: {output(out_text, err)}"
+            f"edge proxy: the reload failed, the old upstream is back: {one_line(out_text, err)}"
         )
     return {"changed": True, "reloaded": True}
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "path": {"type": "path", "required": True},
-            "content": {"type": "str", "required": True},
-            "validate": {"type": "str", "required": True},
-            "test_command": {"type": "list", "elements": "str", "default": ["nginx", "-t", "-q"]},
-            "reload_command": {
-                "type": "list",
-                "elements": "str",
-                "default": ["systemctl", "reload", "nginx"],
-            },
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-
-    def runner(argv: Sequence[str]) -> tuple[int, str, str]:
-        rc, out, err = module.run_command(list(argv))
-        return int(rc), str(out), str(err)
-
     result = switch(
         params["path"],
         params["content"],
@@ -203,11 +180,9 @@ def main() -> None:
         params["test_command"],
         params["reload_command"],
         module.check_mode,
-        runner,
+        module_runner(module),
     )
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    finish(module, result)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.melk_docker import parse_state, state_argv
+from ansible.module_utils.melk_module import Runner, finish, module_runner
 
 DOCUMENTATION = r"""
 module: health_probe
@@ -126,9 +128,22 @@ state:
 """
 
 MODES = ("wait", "watch", "ready")
-# docker inspect --format: four fields only (the whole config would include the app's env)
-INSPECT_FORMAT = "{{.State.Running}} {{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}"
 NO_ANSWER = -1
+# A deadline missed by less than this is met. The loop's times are sums of clock readings,
+# off by about 1e-15 s from the exact ones: without it, a window of 6 s probed every 0.1 s
+# ended at 5.999999999999995 s and sent one more probe 3e-15 s after the last.
+CLOCK_TOLERANCE = 1e-6
+
+ARGUMENT_SPEC: dict[str, Any] = {
+    "url": {"type": "str", "required": True},
+    "mode": {"type": "str", "default": "wait", "choices": list(MODES)},
+    "seconds": {"type": "float", "required": True},
+    "watch_seconds": {"type": "float", "default": 0.0},
+    "container": {"type": "str"},
+    "interval": {"type": "float", "default": 1.0},
+    "timeout": {"type": "float", "default": 5.0},
+    "status_codes": {"type": "list", "elements": "int"},
+}
 
 # (status, error): status -1 with a reason when no HTTP answer came
 Probe = Callable[[], "tuple[int, str]"]
@@ -141,9 +156,10 @@ def healthy_codes(codes: Sequence[int] | None) -> list[int]:
 
 def finished(mode: str, healthy: bool, elapsed: float, seconds: float, interval: float) -> bool:
     """Whether the loop ends after a probe with this outcome at this time."""
+    over = elapsed >= seconds - CLOCK_TOLERANCE
     if mode == "wait":
-        return healthy or elapsed >= seconds
-    return not healthy or elapsed >= seconds
+        return healthy or over
+    return not healthy or over
 
 
 def probe_loop(
@@ -206,23 +222,33 @@ def ready_loop(
     }
 
 
-def parse_state(rc: int, stdout: str) -> dict[str, Any]:
-    """The container state from docker inspect with INSPECT_FORMAT; {} when not found."""
-    fields = stdout.split()
-    if rc != 0 or len(fields) != 4:
-        return {}
-    running, restarts, status, exit_code = fields
-    return {
-        "running": running == "true",
-        "restarts": int(restarts) if restarts.isdigit() else -1,
-        "status": status,
-        "exit_code": int(exit_code) if exit_code.lstrip("-").isdigit() else None,
-    }
-
-
-def state_ok(state: dict[str, Any]) -> bool:
+def state_ok(state: Mapping[str, Any]) -> bool:
     """A container that runs and has never restarted."""
-    return bool(state) and state["running"] and state["restarts"] == 0
+    return bool(state) and bool(state["running"]) and state["restarts"] == 0
+
+
+def judge_container(result: Mapping[str, Any], state: Mapping[str, Any]) -> dict[str, Any]:
+    """The probes' result with the container's state: unhealthy, decided in phase
+    'container', unless the container runs and has never restarted."""
+    judged = {**result, "state": dict(state)}
+    if not state_ok(state):
+        judged.update(healthy=False, phase="container")
+    return judged
+
+
+def params_error(params: Mapping[str, Any]) -> str:
+    """'' when the numbers make sense, else what is wrong with them."""
+    errors = [
+        f"{key} must be above 0, got {params[key]}"
+        for key in ("interval", "timeout")
+        if params[key] <= 0
+    ]
+    errors += [
+        f"{key} must not be below 0, got {params[key]}"
+        for key in ("seconds", "watch_seconds")
+        if params[key] < 0
+    ]
+    return "; ".join(errors)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -250,48 +276,44 @@ def http_probe(url: str, timeout: float) -> Probe:
     return probe
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "url": {"type": "str", "required": True},
-            "mode": {"type": "str", "default": "wait", "choices": list(MODES)},
-            "seconds": {"type": "float", "required": True},
-            "watch_seconds": {"type": "float", "default": 0.0},
-            "container": {"type": "str"},
-            "interval": {"type": "float", "default": 1.0},
-            "timeout": {"type": "float", "default": 5.0},
-            "status_codes": {"type": "list", "elements": "int"},
-        },
-        supports_check_mode=True,
-    )
-    params = module.params
-    if (
-        params["interval"] <= 0
-        or params["timeout"] <= 0
-        or min(params["seconds"], params["watch_seconds"]) < 0
-    ):
-        module.fail_json(
-            msg="interval and timeout must be above 0, seconds and watch_seconds not below 0"
-        )
-    probe = http_probe(params["url"], params["timeout"])
+def run(
+    params: Mapping[str, Any],
+    runner: Runner,
+    probe: Probe | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Probe as params ask, then check the container; a result for exit_json."""
+    error = params_error(params)
+    if error:
+        return {"failed": True, "changed": False, "msg": f"health_probe: {error}"}
+    if probe is None:
+        probe = http_probe(params["url"], params["timeout"])
     codes = healthy_codes(params["status_codes"])
     if params["mode"] == "ready":
         result = ready_loop(
-            probe, params["seconds"], params["watch_seconds"], params["interval"], codes
+            probe,
+            params["seconds"],
+            params["watch_seconds"],
+            params["interval"],
+            codes,
+            clock,
+            sleep,
         )
     else:
-        result = {
-            **probe_loop(probe, params["mode"], params["seconds"], params["interval"], codes),
-            "phase": params["mode"],
-        }
-    if params["container"] and result["healthy"]:
-        rc, out, _err = module.run_command(
-            ["docker", "inspect", "--format", INSPECT_FORMAT, params["container"]]
+        looped = probe_loop(
+            probe, params["mode"], params["seconds"], params["interval"], codes, clock, sleep
         )
-        result["state"] = parse_state(rc, out)
-        if not state_ok(result["state"]):
-            result.update(healthy=False, phase="container")
-    module.exit_json(changed=False, **result)
+        result = {**looped, "phase": params["mode"]}
+    if params["container"] and result["healthy"]:
+        rc, out, _err = runner(state_argv(params["container"]))
+        result = judge_container(result, parse_state(rc, out))
+    return {"changed": False, **result}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    finish(module, run(module.params, module_runner(module)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""The docker CLI as the modules use it: each command line built by one pure function,
+and what docker answers parsed by another (Kamal-style: the unit tests assert the exact
+command lines). A Runner (melk_module) runs them; no shell is involved, so a label or
+a path is passed as it is. Shipped to the managed host with each module that imports it
+(see melk_files.py): Python 3.8 syntax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Four fields only: the whole inspect output would include the app's environment.
+STATE_FORMAT = "{{.State.Running}} {{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}"
+TAG_FORMAT = "{{.Tag}}"
+NO_TAG = "<none>"
+
+
+def run_argv(
+    name: str,
+    image: str,
+    ports: Sequence[str],
+    env_file: str | None,
+    labels: Mapping[str, Any],
+    restart_policy: str,
+    stop_timeout: int,
+) -> list[str]:
+    """Start a detached container from an image on the host (never pulled)."""
+    argv = ["docker", "run", "--detach", "--pull", "never", "--name", name]
+    argv += ["--restart", restart_policy, "--stop-timeout", str(stop_timeout)]
+    if env_file:
+        argv += ["--env-file", env_file]
+    for port in ports:
+        argv += ["--publish", port]
+    for key in sorted(labels):
+        argv += ["--label", f"{key}={labels[key]}"]
+    argv.append(image)
+    return argv
+
+
+def rm_argv(name: str) -> list[str]:
+    """Remove a container, running or not."""
+    return ["docker", "rm", "--force", name]
+
+
+def stop_argv(name: str, timeout: int) -> list[str]:
+    """Stop a container: SIGTERM, then SIGKILL after timeout seconds."""
+    return ["docker", "stop", "--time", str(timeout), name]
+
+
+def state_argv(name: str) -> list[str]:
+    """The state of a container (parse_state reads the answer)."""
+    return ["docker", "inspect", "--type", "container", "--format", STATE_FORMAT, name]
+
+
+def image_rm_argv(image: str) -> list[str]:
+    """Remove an image (refused while a container uses it)."""
+    return ["docker", "image", "rm", image]
+
+
+def image_tags_argv(repository: str) -> list[str]:
+    """The tags of a repository's images on the host (parse_tags reads the answer)."""
+    return ["docker", "image", "ls", "--format", TAG_FORMAT, repository]
+
+
+def missing(stderr: str) -> bool:
+    """Whether docker said the container or image does not exist."""
+    text = stderr.lower()
+    return "no such container" in text or "no such image" in text
+
+
+def failure(what: str, rc: int, stderr: str) -> str:
+    """The message for a docker command that failed."""
+    return f"{what} failed (exit {rc}): {stderr.strip()}"
+
+
+def parse_state(rc: int, stdout: str) -> dict[str, Any]:
+    """The container state from state_argv's answer; {} when there is none."""
+    fields = stdout.split()
+    if rc != 0 or len(fields) != 4:
+        return {}
+    running, restarts, status, exit_code = fields
+    return {
+        "running": running == "true",
+        "restarts": int(restarts) if restarts.isdigit() else -1,
+        "status": status,
+        "exit_code": int(exit_code) if exit_code.lstrip("-").isdigit() else None,
+    }
+
+
+def parse_tags(stdout: str) -> list[str]:
+    """The tags in image_tags_argv's answer, sorted, without untagged images."""
+    return sorted(tag for tag in stdout.split() if tag != NO_TAG)
