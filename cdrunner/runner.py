@@ -60,7 +60,6 @@ class Outcome:
     artifact_path: Path
     events: list[Event] = field(default_factory=list)
     leaked: list[Path] = field(default_factory=list)
-    secrets: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -205,4 +204,4 @@ def execute(
     leaked = scrub_artifacts(artifact_path, prepared.secrets)
     if rc != 0 and not any(e.stats for e in printer.events):
         print(mask(tail(artifact_path / "stdout"), prepared.secrets), file=out, flush=True)
-    return Outcome(rc, status, artifact_path, printer.events, leaked, prepared.secrets)
+    return Outcome(rc, status, artifact_path, printer.events, leaked)

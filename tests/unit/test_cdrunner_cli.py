@@ -16,12 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdrunner_fakes import SHA_A, SHA_B, FakeRunner, failed, ok, record, refused, stats
-from test_cdrunner_inputs import KEY, KNOWN
+from cdrunner_fakes import (
+    KEY,
+    KNOWN,
+    SHA_A,
+    SHA_B,
+    FakeRunner,
+    failed,
+    ok,
+    record,
+    refused,
+    rejected,
+    stats,
+)
 
 from cdrunner import ROOT
 from cdrunner.cli import build_parser, main, run_url
-from cdrunner.notify import notify_slack
+from cdrunner.events import CENSORED_NOTE
+from cdrunner.inputs import CONSUMED
+from cdrunner.notify import is_https_url, notify_slack
 from cdrunner.redact import MASK, mask, scrub_artifacts
 
 SENTINEL = "s3ntinel-unit-4242"
@@ -117,7 +130,12 @@ def test_no_secret_reaches_ansible_runner_or_the_artifacts(
         assert secret not in output
     assert fake.environ["ANSIBLE_HOST_KEY_CHECKING"] == "True"
     assert fake.environ["ANSIBLE_CONFIG"] == str(ROOT / "ansible.cfg")
-    assert os.environ.get("ANSIBLE_CONFIG") != "unset-check" and "DEPLOY_HOST" not in fake.environ
+    # What cdrunner consumes and what is named like a secret stays out of the
+    # environment ansible-runner sees (and dumps); the rest reaches it as is.
+    assert not CONSUMED & set(fake.environ)
+    assert "OTHER_API_TOKEN" not in fake.environ
+    assert fake.environ["HOME"] == env["HOME"]
+    assert fake.environ["GITHUB_STEP_SUMMARY"] == env["GITHUB_STEP_SUMMARY"]
 
 
 def test_environment_is_restored_after_the_run(tmp_path: Path, env: dict[str, str]) -> None:
@@ -159,7 +177,12 @@ def test_github_warning_annotation(tmp_path: Path, env: dict[str, str]) -> None:
             1,
             "rolled back",
         ),
-        ([refused(), stats(failures={"web1": 1})], 2, 2, "refused"),
+        (
+            [refused(), stats(failures={"web1": 1}, validation={"web1": rejected()})],
+            2,
+            2,
+            "refused",
+        ),
         ([failed(msg="lock held"), stats(failures={"web1": 1})], 2, 4, "lock held"),
     ],
 )
@@ -329,11 +352,66 @@ def test_notify_slack_only_warns(behaviour: Any, warning: str | None) -> None:
     assert result is None or WEBHOOK not in result
 
 
-def test_notify_slack_refuses_non_https() -> None:
+NOT_HTTPS = [
+    "http://hooks.slack.test/services/T000/B000/XXXX",
+    "HTTP://hooks.slack.test/services/T000/B000/XXXX",
+    "file:///etc/passwd",
+    "ftp://hooks.slack.test/x",
+    "https:///services/T000",
+    "https//hooks.slack.test/x",
+    " https://hooks.slack.test/x",
+    "https://[::1/x",
+    "",
+]
+
+
+@pytest.mark.parametrize("url", NOT_HTTPS)
+def test_notify_slack_refuses_anything_but_https(url: str) -> None:
     def opener(request: Any, timeout: float) -> Any:
         raise AssertionError("must not be called")
 
-    assert "not an https" in str(notify_slack("file:///etc/passwd", "hi", opener))
+    assert not is_https_url(url)
+    assert notify_slack(url, "hi", opener) == (
+        "Slack notification skipped: the webhook is not an https:// URL"
+    )
+
+
+@pytest.mark.parametrize("url", [WEBHOOK, "HTTPS://hooks.slack.test/x", "https://h:8443/x"])
+def test_https_urls_are_accepted(url: str) -> None:
+    assert is_https_url(url)
+
+
+def test_a_plain_http_webhook_is_never_called(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    called: list[str] = []
+
+    def opener(request: Any, timeout: float) -> FakeResponse:
+        called.append(request.full_url)
+        return FakeResponse(200)
+
+    monkeypatch.setattr("cdrunner.cli.notify_slack", lambda u, t: notify_slack(u, t, opener))
+    http = WEBHOOK.replace("https://", "http://")
+    code, output = deploy(tmp_path, {**env, "SLACK_WEBHOOK": http}, FakeRunner(SUCCESS))
+    assert code == 0 and called == []
+    assert "warning: Slack notification skipped: the webhook is not an https:// URL" in output
+    assert http not in output
+
+
+def test_a_no_log_result_never_reaches_the_summary(tmp_path: Path, env: dict[str, str]) -> None:
+    """Ansible censors a no_log result; should one still carry a msg, it is not
+    shown (the value below is no known secret, so masking would not hide it)."""
+    hidden = "shown-only-by-a-no-log-bug-31337"
+    censored = {"censored": "the output has been hidden due to no_log", "msg": hidden}
+    events = [
+        failed(msg="x") | {"event_data": {**failed()["event_data"], "res": censored}},
+        stats(failures={"web1": 1}),
+    ]
+    code, output = deploy(tmp_path, env, FakeRunner(events, rc=2, status="failed"))
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert code == 4
+    assert hidden not in output and hidden not in summary
+    assert f"- **web1**: {CENSORED_NOTE}" in summary
 
 
 def test_slack_failure_does_not_change_the_exit_code(

@@ -8,6 +8,7 @@ import string
 from pathlib import Path
 
 import pytest
+from cdrunner_fakes import KEY, KNOWN
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,13 +30,6 @@ from cdrunner.inputs import (
     target_from_env,
 )
 
-KEY = (
-    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
-    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
-    "QyNTUxOQAAACBcdGhpcyBpcyBub3QgYSByZWFsIGtleSwganVzdCBhIHRlc3QAAAAA\n"
-    "-----END OPENSSH PRIVATE KEY-----"
-)
-KNOWN = "[10.0.0.5]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKey"
 BASE = {
     "DEPLOY_HOST": "10.0.0.5",
     "DEPLOY_USER": "deploy",
