@@ -103,6 +103,14 @@ CASES: dict[str, tuple[list[dict[str, Any]], int, ExitCode]] = {
         4,
         ExitCode.UNREACHABLE,
     ),
+    "unreachable during validation, with a refusal record": (
+        [
+            unreachable("web1", play=VALIDATION_PLAY),
+            stats(dark={"web1": 1}, validation={"web1": rejected()}),
+        ],
+        4,
+        ExitCode.UNREACHABLE,
+    ),
     "unreachable by event only, before the recap": (
         [unreachable("web1", play=VALIDATION_PLAY)],
         4,
@@ -226,6 +234,20 @@ WITHOUT_RECORD: dict[str, tuple[list[dict[str, Any]], int, tuple[str, str]]] = {
     ),
     "unreachable during validation": (
         [unreachable(msg="Connection refused", play=VALIDATION_PLAY), stats(dark={"web1": 1})],
+        4,
+        ("unreachable", "Connection refused"),
+    ),
+    "unreachable, the recap only": ([ok(), stats(dark={"web1": 1})], 4, ("unreachable", "")),
+    "unreachable, the event only": (
+        [unreachable(msg="timed out")],
+        4,
+        ("unreachable", "timed out"),
+    ),
+    "unreachable wins over a refusal record": (
+        [
+            unreachable(msg="Connection refused", play=VALIDATION_PLAY),
+            stats(dark={"web1": 1}, validation={"web1": rejected()}),
+        ],
         4,
         ("unreachable", "Connection refused"),
     ),
