@@ -462,6 +462,7 @@ def test_scrub_artifacts(tmp_path: Path) -> None:
     assert scrub_artifacts(tmp_path, []) == []
 
 
+@pytest.mark.playbook
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="needs an ssh client on PATH")
 def test_real_runner_refuses_bad_sha_and_keeps_no_secret(
     tmp_path: Path, env: dict[str, str]
@@ -493,3 +494,29 @@ def test_real_runner_refuses_bad_sha_and_keeps_no_secret(
         for path in files:
             assert secret not in path.read_text(errors="replace"), path
     assert "WARNING: secret values" not in output
+
+
+@pytest.mark.playbook
+def test_real_runner_reads_a_one_host_refusal_from_the_emitted_data(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The real playbooks and ansible-runner: bad input in one host's host_vars.
+    The verdict comes from melk_validation in the run's stats: that host is
+    refused with its reason, the other was never run (any_errors_fatal)."""
+    (tmp_path / "inventory" / "host_vars").mkdir(parents=True)
+    hosts = tmp_path / "inventory" / "hosts.yml"
+    hosts.write_text(
+        "all:\n  hosts: {bad: {}, good: {}}\n"
+        "  vars: {ansible_host: 127.0.0.1, ansible_port: 1, ansible_user: nobody}\n"
+    )
+    (tmp_path / "inventory" / "host_vars" / "bad.yml").write_text("app_port: 70000\n")
+    env = {k: v for k, v in env.items() if not k.startswith("DEPLOY_")}
+    env = {**os.environ, **env, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp")}
+    out = io.StringIO()
+    argv = ["deploy", "--sha", SHA_B, "-i", str(hosts), "--artifacts-dir", str(tmp_path / "a")]
+    code = main(argv, env, out)
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert code == 2, out.getvalue()
+    assert "| bad | refused |" in summary and "| good | not run |" in summary
+    assert "- **bad**: app_port 70000 is invalid" in summary
+    assert "- **good**" not in summary
