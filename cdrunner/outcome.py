@@ -147,7 +147,8 @@ def refusal(events: Sequence[Event], host: str) -> str | None:
             return None
         errors = verdict.get("errors")
         reasons = [str(e) for e in errors] if isinstance(errors, list) else []
-        return "; ".join(reasons) or failure_message(last_failure(events, host)) or "bad input"
+        # Shown as Ansible said it (the refusing task's msg), else the reasons.
+        return failure_message(last_failure(events, host)) or "; ".join(reasons) or "bad input"
     spec = [e for e in events if e.host == host and e.status == "failed" and e.bad_arguments]
     if not spec:
         return None

@@ -518,5 +518,8 @@ def test_real_runner_reads_a_one_host_refusal_from_the_emitted_data(
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
     assert code == 2, out.getvalue()
     assert "| bad | refused |" in summary and "| good | not run |" in summary
-    assert "- **bad**: app_port 70000 is invalid" in summary
+    assert (
+        "- **bad**: Refused before any host was touched, nothing changed: "
+        "app_port 70000 is invalid" in summary
+    )
     assert "- **good**" not in summary

@@ -253,7 +253,15 @@ WITHOUT_RECORD: dict[str, tuple[list[dict[str, Any]], int, tuple[str, str]]] = {
     ),
     "refused by the input check": (
         [
-            refused(msg="Refused: sha 'abc' is invalid; app_port 70000 is invalid"),
+            refused(msg="Refused before any host was touched: sha 'abc' is invalid"),
+            stats(failures={"web1": 1}, validation={"web1": rejected("sha 'abc' is invalid")}),
+        ],
+        2,
+        ("refused", "Refused before any host was touched: sha 'abc' is invalid"),
+    ),
+    "refused, the recap and the record only": (
+        [
+            ok(),
             stats(
                 failures={"web1": 1},
                 validation={"web1": rejected("sha 'abc' is invalid", "app_port 70000 is invalid")},
@@ -261,6 +269,11 @@ WITHOUT_RECORD: dict[str, tuple[list[dict[str, Any]], int, tuple[str, str]]] = {
         ],
         2,
         ("refused", "sha 'abc' is invalid; app_port 70000 is invalid"),
+    ),
+    "refused, neither a message nor reasons": (
+        [ok(), stats(failures={"web1": 1}, validation={"web1": {"accepted": False}})],
+        2,
+        ("refused", "bad input"),
     ),
     "refused without errors listed": (
         [
