@@ -31,6 +31,7 @@ from cdrunner.events import Event, format_event, simplify
 from cdrunner.inputs import (
     Target,
     extra_vars,
+    extravars_text,
     inventory_for,
     parse_app_env,
     runner_env,
@@ -94,7 +95,7 @@ def write_private(path: Path, text: str) -> Path:
 
 def write_private_data(private: Path, request: Request, prepared: Prepared) -> Path:
     """Fill the private data dir; return the inventory to use."""
-    write_private(private / "env" / "extravars", json.dumps(prepared.variables))
+    write_private(private / "env" / "extravars", extravars_text(prepared.variables))
     if request.inventory is not None:
         return request.inventory.resolve()
     target = prepared.target

@@ -12,6 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import is_trusted_as_template
+
 T0 = "2026-01-01T10:00:00+00:00"
 SHA_A = "a" * 40
 SHA_B = "b" * 40
@@ -180,3 +183,23 @@ class FakeRunner:
             kwargs["event_handler"](dict(event))
             (artifacts / "job_events" / f"{n}.json").write_text(json.dumps(event))
         return SimpleNamespace(rc=self.rc, status=self.status)
+
+
+def ansible_extra_vars(text: str, directory: Path) -> dict[str, Any]:
+    """An extra vars file as ansible-playbook loads it for -e @FILE (trusted as
+    templates unless tagged !unsafe)."""
+    path = directory / "extravars"
+    path.write_text(text, encoding="utf-8")
+    loaded = DataLoader().load_from_file(str(path), cache="none", trusted_as_template=True)
+    return dict(loaded)
+
+
+def templatable_strings(value: object) -> list[str]:
+    """The strings in value (keys aside) that Ansible would template."""
+    if isinstance(value, str):
+        return [value] if is_trusted_as_template(value) else []
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in templatable_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in templatable_strings(v)]
+    return []

@@ -22,12 +22,14 @@ from cdrunner_fakes import (
     SHA_A,
     SHA_B,
     FakeRunner,
+    ansible_extra_vars,
     failed,
     ok,
     record,
     refused,
     rejected,
     stats,
+    templatable_strings,
 )
 
 from cdrunner import ROOT
@@ -104,7 +106,8 @@ def test_runner_is_called_with_the_playbook_and_a_private_dir(
     assert not private.exists(), "the private data dir is removed after the run"
     assert fake.private_modes["."] == 0o700
     assert all(fake.private_modes[f] == 0o600 for f in fake.private_files)
-    variables = json.loads(fake.private_files["env/extravars"])
+    variables = ansible_extra_vars(fake.private_files["env/extravars"], tmp_path)
+    assert templatable_strings(variables) == []
     assert variables == {
         "sha": SHA_B,
         "app_image": "registry.test/melk-ai",
@@ -261,7 +264,7 @@ def test_rollback_without_sha_passes_none(tmp_path: Path, env: dict[str, str]) -
     fake = FakeRunner(SUCCESS)
     main(["rollback", "--artifacts-dir", str(tmp_path / "a")], env, io.StringIO(), fake)
     assert fake.kwargs["playbook"].endswith("rollback.yml")
-    assert "sha" not in json.loads(fake.private_files["env/extravars"])
+    assert "sha" not in ansible_extra_vars(fake.private_files["env/extravars"], tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -468,21 +471,29 @@ def test_real_runner_refuses_bad_sha_and_keeps_no_secret(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     """The real ansible-runner and playbook, validation play only (controller,
-    no host contacted): exit 2, and the secrets are nowhere in the artifacts."""
+    no host contacted): a sha that is a template is refused as bad input and
+    runs nothing (neither does a template in an app_env value), exit 2, and the
+    secrets are nowhere in the artifacts."""
+    ran = tmp_path / "a-template-ran"
+    app_env = {
+        "APP_SECRET_TOKEN": SENTINEL,
+        "APP_TEMPLATE": f"{{{{ lookup('pipe', 'touch {ran}-env') }}}}",
+    }
     env = {
         **os.environ,
         **env,
         "DEPLOY_HOST": "web1,web2",
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+        "APP_ENV_JSON": json.dumps(app_env),
     }
     env.pop("GITHUB_STEP_SUMMARY")
     out = io.StringIO()
-    code = main(
-        ["deploy", "--sha", "abc; rm", "--artifacts-dir", str(tmp_path / "artifacts")], env, out
-    )
+    sha = f"{{{{ lookup('pipe', 'touch {ran}') }}}}"
+    code = main(["deploy", "--sha", sha, "--artifacts-dir", str(tmp_path / "artifacts")], env, out)
     output = out.getvalue()
     assert code == 2, output
-    assert "Refused before any host was touched" in output
+    assert not ran.exists() and not Path(f"{ran}-env").exists(), "a template was run"
+    assert "Refused before any host was touched, nothing changed: sha " in output
     assert "| web1 | refused |" in output and "| web2 | refused |" in output
     files = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"command", "stdout", "rc", "status"}
