@@ -142,7 +142,7 @@ def main(
         notes.append(f"cdrunner internal error: {type(exc).__name__}: {exc}")
     else:
         code = classify(outcome.events, outcome.rc)
-        reports = host_reports(outcome.events)
+        reports = host_reports(outcome.events, outcome.rc)
         notes.append(f"Artifacts: `{outcome.artifact_path}` (ansible-runner {outcome.status}).")
         if outcome.leaked:
             warning = (

@@ -56,6 +56,7 @@ class Event:
     changed: bool = False
     ignored: bool = False
     censored: bool = False
+    bad_arguments: bool = False  # the result carries argument_errors (an argument spec refused)
     duration: float | None = None
     created: datetime | None = None
     stats: Stats | None = None
@@ -107,6 +108,12 @@ def _message(res: object) -> tuple[str, bool]:
     return str(msg).strip(), False
 
 
+def _bad_arguments(res: object) -> bool:
+    """Whether a result says an argument spec refused the inputs (its
+    argument_errors field; only its presence is read, never its text)."""
+    return isinstance(res, Mapping) and bool(res.get("argument_errors"))
+
+
 def simplify(raw: Mapping[str, Any]) -> Event:
     """One ansible-runner event (the dict given to event_handler) as an Event."""
     data = raw.get("event_data") or {}
@@ -134,6 +141,7 @@ def simplify(raw: Mapping[str, Any]) -> Event:
         changed=bool(isinstance(data.get("res"), Mapping) and data["res"].get("changed")),
         ignored=bool(data.get("ignore_errors")),
         censored=censored,
+        bad_arguments=_bad_arguments(data.get("res")),
         duration=float(duration) if isinstance(duration, int | float) else None,
         created=_timestamp(raw.get("created")),
         stats=stats,

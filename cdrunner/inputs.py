@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 # An unset GitHub secret arrives as an empty string: treat it as unset.
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
@@ -193,6 +195,15 @@ def extra_vars(
     if app_env is not None:
         result["app_env"] = dict(app_env)
     return result
+
+
+def extravars_text(variables: Mapping[str, object]) -> str:
+    """The extra vars file ansible-runner passes as -e @FILE: one YAML mapping
+    tagged !unsafe, so what the CD job passes (sha, app_image, app_env values)
+    is taken literally and never templated; a sha that is a template is refused
+    as bad input and runs nothing. The tag is on the mapping, not on each
+    string: Ansible re-resolves a tagged scalar as if plain ('123' -> 123)."""
+    return "--- !unsafe\n" + str(yaml.safe_dump(dict(variables), sort_keys=True))
 
 
 def is_secret_name(name: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -14,16 +15,26 @@ TIMEOUT_SECONDS = 10
 Opener = Callable[..., Any]
 
 
+def is_https_url(url: str) -> bool:
+    """Only https:// with a host: the webhook URL is a secret and the message
+    names hosts and releases, so neither goes out in clear text."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and url == url.strip()
+
+
 def slack_request(url: str, text: str) -> urllib.request.Request:
     body = json.dumps({"text": text}).encode()
-    return urllib.request.Request(  # noqa: S310 - the scheme is checked by notify_slack
+    return urllib.request.Request(  # noqa: S310 - is_https_url is checked by notify_slack
         url, data=body, headers={"Content-Type": "application/json"}, method="POST"
     )
 
 
 def notify_slack(url: str, text: str, opener: Opener = urllib.request.urlopen) -> str | None:
     """POST the text; None on success, else a warning that names no URL."""
-    if not url.startswith("https://"):
+    if not is_https_url(url):
         return "Slack notification skipped: the webhook is not an https:// URL"
     try:
         with opener(slack_request(url, text), timeout=TIMEOUT_SECONDS) as response:

@@ -31,6 +31,7 @@ from cdrunner.events import Event, format_event, simplify
 from cdrunner.inputs import (
     Target,
     extra_vars,
+    extravars_text,
     inventory_for,
     parse_app_env,
     runner_env,
@@ -60,7 +61,6 @@ class Outcome:
     artifact_path: Path
     events: list[Event] = field(default_factory=list)
     leaked: list[Path] = field(default_factory=list)
-    secrets: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def write_private(path: Path, text: str) -> Path:
 
 def write_private_data(private: Path, request: Request, prepared: Prepared) -> Path:
     """Fill the private data dir; return the inventory to use."""
-    write_private(private / "env" / "extravars", json.dumps(prepared.variables))
+    write_private(private / "env" / "extravars", extravars_text(prepared.variables))
     if request.inventory is not None:
         return request.inventory.resolve()
     target = prepared.target
@@ -205,4 +205,4 @@ def execute(
     leaked = scrub_artifacts(artifact_path, prepared.secrets)
     if rc != 0 and not any(e.stats for e in printer.events):
         print(mask(tail(artifact_path / "stdout"), prepared.secrets), file=out, flush=True)
-    return Outcome(rc, status, artifact_path, printer.events, leaked, prepared.secrets)
+    return Outcome(rc, status, artifact_path, printer.events, leaked)

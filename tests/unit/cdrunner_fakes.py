@@ -12,11 +12,23 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from cdrunner.outcome import VALIDATION_PLAY
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import is_trusted_as_template
 
 T0 = "2026-01-01T10:00:00+00:00"
 SHA_A = "a" * 40
 SHA_B = "b" * 40
+# The play's name appears only as context: cdrunner decides nothing from names.
+VALIDATION_PLAY = "Validate the request (controller only, no host is contacted)"
+# A test key (not a real one) and a known_hosts line, for DEPLOY_SSH_KEY and
+# DEPLOY_KNOWN_HOSTS.
+KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACBcdGhpcyBpcyBub3QgYSByZWFsIGtleSwganVzdCBhIHRlc3QAAAAA\n"
+    "-----END OPENSSH PRIVATE KEY-----"
+)
+KNOWN = "[10.0.0.5]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKey"
 
 
 def at(seconds: float) -> str:
@@ -68,7 +80,33 @@ def unreachable(host: str = "web1", msg: str = "Failed to connect", **kw: Any) -
 
 
 def refused(host: str = "web1", msg: str = "Refused before any host was touched") -> dict[str, Any]:
+    """The failed assert of the input check (its verdict is in stats: rejected())."""
     return failed(host, "Refuse bad input", msg, play=VALIDATION_PLAY, role="app_deploy")
+
+
+def spec_refused(host: str = "web1", **kw: Any) -> dict[str, Any]:
+    """A failed validate_argument_spec result, as Ansible reports it."""
+    kw.setdefault("play", VALIDATION_PLAY)
+    res = {
+        "failed": True,
+        "msg": "Validation of arguments failed:\nmissing required arguments: app_image",
+        "argument_errors": ["missing required arguments: app_image"],
+        "validate_args_context": {"argument_spec_name": "validate", "name": "app_deploy"},
+    }
+    action = "ansible.builtin.validate_argument_spec"
+    return raw("runner_on_failed", host, "Validating arguments", res=res, action=action, **kw)
+
+
+def verdict(accepted: bool, *errors: str) -> dict[str, Any]:
+    """melk_validation.<host>, as the validate entry point emits it."""
+    return {"accepted": accepted, "errors": list(errors)}
+
+
+def rejected(*errors: str) -> dict[str, Any]:
+    return verdict(False, *(errors or ("sha 'abc' is invalid",)))
+
+
+ACCEPTED = verdict(True)
 
 
 def record(
@@ -95,13 +133,19 @@ def stats(
     ok_hosts: Sequence[str] = ("web1",),
     releases: Mapping[str, Any] | None = None,
     created: str = T0,
+    validation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    custom: dict[str, Any] = {}
+    if validation is not None:
+        custom["melk_validation"] = dict(validation)
+    if releases is not None:
+        custom["melk_release"] = dict(releases)
     data = {
         "failures": dict(failures or {}),
         "dark": dict(dark or {}),
         "ok": {h: 3 for h in ok_hosts},
         "rescued": {},
-        "artifact_data": {"melk_release": dict(releases)} if releases is not None else {},
+        "artifact_data": custom,
     }
     return {"event": "playbook_on_stats", "created": created, "event_data": data}
 
@@ -139,3 +183,23 @@ class FakeRunner:
             kwargs["event_handler"](dict(event))
             (artifacts / "job_events" / f"{n}.json").write_text(json.dumps(event))
         return SimpleNamespace(rc=self.rc, status=self.status)
+
+
+def ansible_extra_vars(text: str, directory: Path) -> dict[str, Any]:
+    """An extra vars file as ansible-playbook loads it for -e @FILE (trusted as
+    templates unless tagged !unsafe)."""
+    path = directory / "extravars"
+    path.write_text(text, encoding="utf-8")
+    loaded = DataLoader().load_from_file(str(path), cache="none", trusted_as_template=True)
+    return dict(loaded)
+
+
+def templatable_strings(value: object) -> list[str]:
+    """The strings in value (keys aside) that Ansible would template."""
+    if isinstance(value, str):
+        return [value] if is_trusted_as_template(value) else []
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in templatable_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in templatable_strings(v)]
+    return []

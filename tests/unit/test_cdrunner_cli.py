@@ -16,12 +16,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdrunner_fakes import SHA_A, SHA_B, FakeRunner, failed, ok, record, refused, stats
-from test_cdrunner_inputs import KEY, KNOWN
+from cdrunner_fakes import (
+    KEY,
+    KNOWN,
+    SHA_A,
+    SHA_B,
+    FakeRunner,
+    ansible_extra_vars,
+    failed,
+    ok,
+    record,
+    refused,
+    rejected,
+    stats,
+    templatable_strings,
+)
 
 from cdrunner import ROOT
 from cdrunner.cli import build_parser, main, run_url
-from cdrunner.notify import notify_slack
+from cdrunner.events import CENSORED_NOTE
+from cdrunner.inputs import CONSUMED
+from cdrunner.notify import is_https_url, notify_slack
 from cdrunner.redact import MASK, mask, scrub_artifacts
 
 SENTINEL = "s3ntinel-unit-4242"
@@ -91,7 +106,8 @@ def test_runner_is_called_with_the_playbook_and_a_private_dir(
     assert not private.exists(), "the private data dir is removed after the run"
     assert fake.private_modes["."] == 0o700
     assert all(fake.private_modes[f] == 0o600 for f in fake.private_files)
-    variables = json.loads(fake.private_files["env/extravars"])
+    variables = ansible_extra_vars(fake.private_files["env/extravars"], tmp_path)
+    assert templatable_strings(variables) == []
     assert variables == {
         "sha": SHA_B,
         "app_image": "registry.test/melk-ai",
@@ -117,7 +133,12 @@ def test_no_secret_reaches_ansible_runner_or_the_artifacts(
         assert secret not in output
     assert fake.environ["ANSIBLE_HOST_KEY_CHECKING"] == "True"
     assert fake.environ["ANSIBLE_CONFIG"] == str(ROOT / "ansible.cfg")
-    assert os.environ.get("ANSIBLE_CONFIG") != "unset-check" and "DEPLOY_HOST" not in fake.environ
+    # What cdrunner consumes and what is named like a secret stays out of the
+    # environment ansible-runner sees (and dumps); the rest reaches it as is.
+    assert not CONSUMED & set(fake.environ)
+    assert "OTHER_API_TOKEN" not in fake.environ
+    assert fake.environ["HOME"] == env["HOME"]
+    assert fake.environ["GITHUB_STEP_SUMMARY"] == env["GITHUB_STEP_SUMMARY"]
 
 
 def test_environment_is_restored_after_the_run(tmp_path: Path, env: dict[str, str]) -> None:
@@ -159,7 +180,12 @@ def test_github_warning_annotation(tmp_path: Path, env: dict[str, str]) -> None:
             1,
             "rolled back",
         ),
-        ([refused(), stats(failures={"web1": 1})], 2, 2, "refused"),
+        (
+            [refused(), stats(failures={"web1": 1}, validation={"web1": rejected()})],
+            2,
+            2,
+            "refused",
+        ),
         ([failed(msg="lock held"), stats(failures={"web1": 1})], 2, 4, "lock held"),
     ],
 )
@@ -238,7 +264,7 @@ def test_rollback_without_sha_passes_none(tmp_path: Path, env: dict[str, str]) -
     fake = FakeRunner(SUCCESS)
     main(["rollback", "--artifacts-dir", str(tmp_path / "a")], env, io.StringIO(), fake)
     assert fake.kwargs["playbook"].endswith("rollback.yml")
-    assert "sha" not in json.loads(fake.private_files["env/extravars"])
+    assert "sha" not in ansible_extra_vars(fake.private_files["env/extravars"], tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -329,11 +355,66 @@ def test_notify_slack_only_warns(behaviour: Any, warning: str | None) -> None:
     assert result is None or WEBHOOK not in result
 
 
-def test_notify_slack_refuses_non_https() -> None:
+NOT_HTTPS = [
+    "http://hooks.slack.test/services/T000/B000/XXXX",
+    "HTTP://hooks.slack.test/services/T000/B000/XXXX",
+    "file:///etc/passwd",
+    "ftp://hooks.slack.test/x",
+    "https:///services/T000",
+    "https//hooks.slack.test/x",
+    " https://hooks.slack.test/x",
+    "https://[::1/x",
+    "",
+]
+
+
+@pytest.mark.parametrize("url", NOT_HTTPS)
+def test_notify_slack_refuses_anything_but_https(url: str) -> None:
     def opener(request: Any, timeout: float) -> Any:
         raise AssertionError("must not be called")
 
-    assert "not an https" in str(notify_slack("file:///etc/passwd", "hi", opener))
+    assert not is_https_url(url)
+    assert notify_slack(url, "hi", opener) == (
+        "Slack notification skipped: the webhook is not an https:// URL"
+    )
+
+
+@pytest.mark.parametrize("url", [WEBHOOK, "HTTPS://hooks.slack.test/x", "https://h:8443/x"])
+def test_https_urls_are_accepted(url: str) -> None:
+    assert is_https_url(url)
+
+
+def test_a_plain_http_webhook_is_never_called(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    called: list[str] = []
+
+    def opener(request: Any, timeout: float) -> FakeResponse:
+        called.append(request.full_url)
+        return FakeResponse(200)
+
+    monkeypatch.setattr("cdrunner.cli.notify_slack", lambda u, t: notify_slack(u, t, opener))
+    http = WEBHOOK.replace("https://", "http://")
+    code, output = deploy(tmp_path, {**env, "SLACK_WEBHOOK": http}, FakeRunner(SUCCESS))
+    assert code == 0 and called == []
+    assert "warning: Slack notification skipped: the webhook is not an https:// URL" in output
+    assert http not in output
+
+
+def test_a_no_log_result_never_reaches_the_summary(tmp_path: Path, env: dict[str, str]) -> None:
+    """Ansible censors a no_log result; should one still carry a msg, it is not
+    shown (the value below is no known secret, so masking would not hide it)."""
+    hidden = "shown-only-by-a-no-log-bug-31337"
+    censored = {"censored": "the output has been hidden due to no_log", "msg": hidden}
+    events = [
+        failed(msg="x") | {"event_data": {**failed()["event_data"], "res": censored}},
+        stats(failures={"web1": 1}),
+    ]
+    code, output = deploy(tmp_path, env, FakeRunner(events, rc=2, status="failed"))
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert code == 4
+    assert hidden not in output and hidden not in summary
+    assert f"- **web1**: {CENSORED_NOTE}" in summary
 
 
 def test_slack_failure_does_not_change_the_exit_code(
@@ -384,26 +465,35 @@ def test_scrub_artifacts(tmp_path: Path) -> None:
     assert scrub_artifacts(tmp_path, []) == []
 
 
+@pytest.mark.playbook
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="needs an ssh client on PATH")
 def test_real_runner_refuses_bad_sha_and_keeps_no_secret(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     """The real ansible-runner and playbook, validation play only (controller,
-    no host contacted): exit 2, and the secrets are nowhere in the artifacts."""
+    no host contacted): a sha that is a template is refused as bad input and
+    runs nothing (neither does a template in an app_env value), exit 2, and the
+    secrets are nowhere in the artifacts."""
+    ran = tmp_path / "a-template-ran"
+    app_env = {
+        "APP_SECRET_TOKEN": SENTINEL,
+        "APP_TEMPLATE": f"{{{{ lookup('pipe', 'touch {ran}-env') }}}}",
+    }
     env = {
         **os.environ,
         **env,
         "DEPLOY_HOST": "web1,web2",
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+        "APP_ENV_JSON": json.dumps(app_env),
     }
     env.pop("GITHUB_STEP_SUMMARY")
     out = io.StringIO()
-    code = main(
-        ["deploy", "--sha", "abc; rm", "--artifacts-dir", str(tmp_path / "artifacts")], env, out
-    )
+    sha = f"{{{{ lookup('pipe', 'touch {ran}') }}}}"
+    code = main(["deploy", "--sha", sha, "--artifacts-dir", str(tmp_path / "artifacts")], env, out)
     output = out.getvalue()
     assert code == 2, output
-    assert "Refused before any host was touched" in output
+    assert not ran.exists() and not Path(f"{ran}-env").exists(), "a template was run"
+    assert "Refused before any host was touched, nothing changed: sha " in output
     assert "| web1 | refused |" in output and "| web2 | refused |" in output
     files = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"command", "stdout", "rc", "status"}
@@ -415,3 +505,32 @@ def test_real_runner_refuses_bad_sha_and_keeps_no_secret(
         for path in files:
             assert secret not in path.read_text(errors="replace"), path
     assert "WARNING: secret values" not in output
+
+
+@pytest.mark.playbook
+def test_real_runner_reads_a_one_host_refusal_from_the_emitted_data(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The real playbooks and ansible-runner: bad input in one host's host_vars.
+    The verdict comes from melk_validation in the run's stats: that host is
+    refused with its reason, the other was never run (any_errors_fatal)."""
+    (tmp_path / "inventory" / "host_vars").mkdir(parents=True)
+    hosts = tmp_path / "inventory" / "hosts.yml"
+    hosts.write_text(
+        "all:\n  hosts: {bad: {}, good: {}}\n"
+        "  vars: {ansible_host: 127.0.0.1, ansible_port: 1, ansible_user: nobody}\n"
+    )
+    (tmp_path / "inventory" / "host_vars" / "bad.yml").write_text("app_port: 70000\n")
+    env = {k: v for k, v in env.items() if not k.startswith("DEPLOY_")}
+    env = {**os.environ, **env, "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp")}
+    out = io.StringIO()
+    argv = ["deploy", "--sha", SHA_B, "-i", str(hosts), "--artifacts-dir", str(tmp_path / "a")]
+    code = main(argv, env, out)
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert code == 2, out.getvalue()
+    assert "| bad | refused |" in summary and "| good | not run |" in summary
+    assert (
+        "- **bad**: Refused before any host was touched, nothing changed: "
+        "app_port 70000 is invalid" in summary
+    )
+    assert "- **good**" not in summary

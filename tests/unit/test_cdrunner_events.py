@@ -54,9 +54,24 @@ def test_simplify_tolerates_odd_events(broken: dict[str, Any]) -> None:
     assert event.duration is None and event.created is None
 
 
-def test_censored_result_keeps_no_message() -> None:
-    event = simplify(raw("runner_on_failed", res=CENSORED))
+@pytest.mark.parametrize("res", [CENSORED, {**CENSORED, "msg": "s3cret-value"}])
+def test_censored_result_keeps_no_message(res: dict[str, Any]) -> None:
+    """A no_log result's msg is dropped here already, should Ansible ever leave one."""
+    event = simplify(raw("runner_on_failed", res=res))
     assert event.censored and event.msg == ""
+
+
+@pytest.mark.parametrize(
+    ("res", "bad"),
+    [
+        ({"msg": "Validation of arguments failed", "argument_errors": ["missing app_image"]}, True),
+        ({"msg": "Validation of arguments failed", "argument_errors": []}, False),
+        ({"msg": "argument_errors: [x]"}, False),
+        (CENSORED, False),
+    ],
+)
+def test_bad_arguments_is_read_from_the_result_field(res: dict[str, Any], bad: bool) -> None:
+    assert simplify(raw("runner_on_failed", res=res)).bad_arguments is bad
 
 
 def test_list_message_is_joined() -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import shlex
 import string
+import tempfile
 from pathlib import Path
 
 import pytest
+from cdrunner_fakes import KEY, KNOWN, ansible_extra_vars, templatable_strings
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +17,7 @@ from cdrunner.inputs import (
     InputError,
     Target,
     extra_vars,
+    extravars_text,
     inventory_for,
     is_secret_name,
     known_secrets,
@@ -29,13 +32,6 @@ from cdrunner.inputs import (
     target_from_env,
 )
 
-KEY = (
-    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
-    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
-    "QyNTUxOQAAACBcdGhpcyBpcyBub3QgYSByZWFsIGtleSwganVzdCBhIHRlc3QAAAAA\n"
-    "-----END OPENSSH PRIVATE KEY-----"
-)
-KNOWN = "[10.0.0.5]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKey"
 BASE = {
     "DEPLOY_HOST": "10.0.0.5",
     "DEPLOY_USER": "deploy",
@@ -234,6 +230,38 @@ def test_extra_vars(
     sha: str | None, image: str | None, env: dict[str, str] | None, expected: dict[str, object]
 ) -> None:
     assert extra_vars(sha, image, env) == expected
+
+
+TEMPLATE = "{{ lookup('pipe', 'touch /tmp/melk-template-ran') }}"
+
+
+def test_extravars_are_never_templated(tmp_path: Path) -> None:
+    variables = extra_vars(TEMPLATE, "registry.test/x", {"APP_PASSWORD": "p{{ x }}{% raw %}"})
+    loaded = ansible_extra_vars(extravars_text(variables), tmp_path)
+    assert loaded == variables
+    assert templatable_strings(loaded) == []
+    assert templatable_strings(ansible_extra_vars(json.dumps(variables), tmp_path)) != [], (
+        "positive control: plain JSON in an extra vars file is templated"
+    )
+
+
+_SOME_TEXT = st.text(max_size=40)  # any text Python can encode (no lone surrogates)
+
+
+@given(
+    sha=st.none() | _SOME_TEXT,
+    image=st.none() | _SOME_TEXT,
+    env=st.none()
+    | st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True), _SOME_TEXT),
+)
+def test_extravars_keep_any_text_exactly(
+    sha: str | None, image: str | None, env: dict[str, str] | None
+) -> None:
+    variables = extra_vars(sha, image, env)
+    with tempfile.TemporaryDirectory() as directory:
+        loaded = ansible_extra_vars(extravars_text(variables), Path(directory))
+    assert loaded == variables
+    assert templatable_strings(loaded) == []
 
 
 @pytest.mark.parametrize(
