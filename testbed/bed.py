@@ -1,8 +1,8 @@
 """A provisioned SSH test server as the end-to-end and fault suites drive it.
 
-Playbooks run as a user runs them (ansible-playbook from the repository root),
-their output is kept for the secret checks, and assertions read the server
-through `docker exec` (never through the playbooks under test).
+Playbooks run as a user runs them (testbed.playbook), their output is kept for
+the secret checks, and assertions read the server through `docker exec` (never
+through the playbooks under test).
 """
 
 from __future__ import annotations
@@ -10,50 +10,46 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testbed import ROOT, STATE_DIR, app, images, registry, servers
+from testbed import STATE_DIR, images, servers
+from testbed.load import Traffic, under_load
+from testbed.playbook import Command, Run, ansible_env, playbook_args
 from testbed.servers import Server
 
-SENTINEL = "s3ntinel-VALUE-7f3a9c"  # an app_env secret that must never show up
-PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
+__all__ = [
+    "E2E_DIR",
+    "GROUP_VARS",
+    "SENTINEL",
+    "Bed",
+    "Run",
+    "playbook_env",
+    "start_bed",
+    "stop_bed",
+]
 
-GROUP_VARS: dict[str, object] = {
-    "app_image": app.pull_repository(),
-    "app_env": {"APP_SECRET_TOKEN": SENTINEL, "APP_GREETING": "hello"},
-    "app_verify_seconds": 3,
+SENTINEL = "s3ntinel-VALUE-7f3a9c"  # an app_env secret that must never show up
+E2E_DIR = STATE_DIR / "e2e"
+
+GROUP_VARS: dict[str, object] = servers.group_vars(
+    app_env={"APP_SECRET_TOKEN": SENTINEL, "APP_GREETING": "hello"},
+    verify_seconds=3,
     # A release that never gets healthy is given up on after 10 s, not the
     # default 30 s: the outcome is the same and the suites are shorter.
-    "app_deploy_health_deadline": 10,
-    "docker_daemon_options": {"insecure-registries": [registry.pull_address()]},
-}
-
-
-@dataclass
-class Run:
-    args: list[str]
-    rc: int
-    output: str
-    seconds: float
+    app_deploy_health_deadline=10,
+)
 
 
 def playbook_env(control_dir: Path | None = None, **extra: str) -> dict[str, str]:
-    """The environment of a playbook run: this checkout's ansible.cfg, no colour,
-    SSH control sockets in a directory of the suite's own."""
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir or STATE_DIR / "e2e" / "cp"),
-    )
-    env.update(extra)
-    return env
+    """The environment of a suite's playbook run (SSH control sockets in the
+    suite's own directory, by default the e2e suite's)."""
+    return ansible_env(control_dir or E2E_DIR / "cp", **extra)
 
 
 @dataclass
@@ -67,41 +63,46 @@ class Bed:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def args(self, name: str, *extra: str, inventory: Path | None = None) -> list[str]:
-        playbook = str(ROOT / "playbooks" / name)
-        return [str(PLAYBOOK), "-i", str(inventory or self.inventory), playbook, *extra]
+        return playbook_args(name, inventory or self.inventory, *extra)
 
     def env(self) -> dict[str, str]:
         return playbook_env(self.control_dir, **self.extra_env)
+
+    def command(
+        self, name: str, *extra: str, timeout: float = 600, inventory: Path | None = None
+    ) -> Command:
+        return Command(self.args(name, *extra, inventory=inventory), self.env(), timeout=timeout)
 
     def playbook(
         self, name: str, *extra: str, timeout: float = 600, inventory: Path | None = None
     ) -> Run:
         """Run a playbook of the project as a user would, and keep its output."""
-        args = self.args(name, *extra, inventory=inventory)
-        start = time.monotonic()
-        result = subprocess.run(
-            args,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env(),
-            check=False,
-        )
-        output = result.stdout + result.stderr
-        self.outputs.append(output)
-        return Run(args, result.returncode, output, time.monotonic() - start)
+        run = self.command(name, *extra, timeout=timeout, inventory=inventory).run()
+        self.outputs.append(run.output)
+        return run
 
     def spawn(self, name: str, *extra: str) -> subprocess.Popen[str]:
-        """Start a playbook without waiting (to kill it, or to race it)."""
-        return subprocess.Popen(
-            self.args(name, *extra),
-            cwd=ROOT,
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        """Start a playbook without waiting (to kill it, or to race it); the
+        caller adds its output to `outputs`."""
+        return self.command(name, *extra).spawn()
+
+    @contextmanager
+    def traffic(self, lead: float = 1.0, max_seconds: float = 240) -> Iterator[Traffic]:
+        """Traffic through the server's edge proxy while the block runs; the
+        outcomes are in the Traffic once it is left."""
+        with under_load(self.server.url, lead=lead, max_seconds=max_seconds) as traffic:
+            yield traffic
+
+    def under_load(
+        self, name: str, *extra: str, lead: float = 1.0, inventory: Path | None = None
+    ) -> tuple[Run, Traffic]:
+        """Run a playbook while traffic goes through the server's edge proxy
+        (`lead` seconds of it before and after)."""
+        with self.traffic(lead) as traffic:
+            run = self.playbook(name, *extra, inventory=inventory)
+        said = f"rc={run.rc} in {run.seconds:.1f} s; {traffic.summary()}"
+        print(f"\n{name} {' '.join(extra)}: {said}")
+        return run, traffic
 
     def sh(self, command: str, host: str | None = None) -> str:
         """A command as root on a test server (for assertions, not for deploys)."""

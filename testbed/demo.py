@@ -17,25 +17,27 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import shutil
 import socket
-import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-import yaml
-
-from testbed import ROOT, STATE_DIR, TestbedError, app, engine, images, registry, servers
-from testbed.load import Load, Report
+from testbed import STATE_DIR, TestbedError, app, engine, images, registry, servers
+from testbed.console import INDENT, Status, duration, rel, say, secs, wrap
+from testbed.load import Report, recovery_seconds, sent_after, served_chain, under_load
+from testbed.playbook import (
+    Command,
+    Run,
+    ansible_env,
+    error_message,
+    host_results,
+    live_status,
+    playbook_args,
+    recap,
+)
 
 SERVER = "melk-demo"  # the e2e servers are melk-e2e-*: both can run at once
 DEMO_DIR = STATE_DIR / "demo"
@@ -49,265 +51,48 @@ BROKEN_ENV = {"APP_DEGRADE_AFTER_REQUESTS": "100"}
 BROKEN_VERIFY_SECONDS = 15
 VERIFY_SECONDS = 5
 PLAYBOOK_TIMEOUT = {"provision.yml": 900.0}
-INDENT = "    "
 
 
 class DemoError(RuntimeError):
     """A step did not behave as expected; the message says how."""
 
 
-# ----------------------------------------------------------------- output
-
-
-def say(line: str = "") -> None:
-    print(line, flush=True)
-
-
-def rel(path: Path) -> str:
-    """A path as the user sees it from the repository root."""
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
-def clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-
-
-# A status line and what must change for it to be printed again without a terminal.
-Status = Callable[[], tuple[str, str]]
-
-
-class Ticker:
-    """One status line: on a terminal rewritten in place every second; otherwise
-    (a log, a CI console) a new line every few seconds when it says something new."""
-
-    def __init__(self, status: Status) -> None:
-        self.status = status
-        self.tty = sys.stdout.isatty()
-        self.every = 1.0 if self.tty else 5.0
-        self._last = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _show(self, text: str, key: str) -> None:
-        if self.tty:
-            width = shutil.get_terminal_size((100, 20)).columns - 1
-            sys.stdout.write("\r\033[K" + clip(text, width))
-            sys.stdout.flush()
-        elif key != self._last:
-            self._last = key
-            say(clip(text, 110))
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self._show(*self.status())
-
-    def __enter__(self) -> Ticker:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        if self.tty:
-            sys.stdout.write("\r\033[K")
-            sys.stdout.flush()
-
-
 # ------------------------------------------------------------- playbooks
 
 
-@dataclass
-class Run:
-    command: str
-    rc: int
-    output: str
-    seconds: float
-    log: Path
+def playbook(step: int, label: str, name: str, *extra: str) -> Command:
+    """One ansible-playbook run as a user types it at the repository root (the
+    venv's tools on PATH); its output goes to .testbed/demo/STEP-LABEL.log."""
+    return Command(
+        playbook_args(name, INVENTORY, *extra, program="ansible-playbook"),
+        ansible_env(DEMO_DIR / "cp"),
+        log=DEMO_DIR / f"{step}-{label}.log",
+        timeout=PLAYBOOK_TIMEOUT.get(name, 420.0),
+    )
 
 
-class Playbook:
-    """One ansible-playbook run from the repository root, as a user types it;
-    its output goes to a log file, and the task it is at can be read while it runs."""
-
-    def __init__(self, step: int, label: str, name: str, *extra: str) -> None:
-        self.args = ["ansible-playbook", "-i", rel(INVENTORY), f"playbooks/{name}", *extra]
-        self.log = DEMO_DIR / f"{step}-{label}.log"
-        self.timeout = PLAYBOOK_TIMEOUT.get(name, 420.0)
-        self.task = "starting"
-        self.started = 0.0
-
-    @property
-    def command(self) -> str:
-        return shlex.join(self.args)
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def run(self, status: Status | None = None) -> Run:
-        say(f"{INDENT}$ {self.command}")
-        env = dict(
-            os.environ,
-            ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-            ANSIBLE_FORCE_COLOR="0",
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_SSH_CONTROL_PATH_DIR=str(DEMO_DIR / "cp"),
-        )
-        binary = str(ROOT / ".venv" / "bin" / self.args[0])
-        lines: list[str] = []
-        self.started = time.monotonic()
-        with (
-            self.log.open("w") as log,
-            Ticker(status or self.progress),
-            subprocess.Popen(
-                [binary, *self.args[1:]],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            ) as proc,
-        ):
-            watchdog = threading.Timer(self.timeout, proc.kill)
-            watchdog.daemon = True
-            watchdog.start()
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                lines.append(line)
-                match = re.match(r"TASK \[(?:[\w.-]+ : )?(.*)\] \*+", line)
-                if match and not match.group(1).startswith("Validating arguments"):
-                    self.task = match.group(1)
-            rc = proc.wait()
-            watchdog.cancel()
-        seconds = self.elapsed()
-        if rc < 0:
-            lines.append(f"\n(the demo stopped this run after {self.timeout:.0f} s)\n")
-        return Run(self.command, rc, "".join(lines), seconds, self.log)
-
-    def progress(self) -> tuple[str, str]:
-        return f"{INDENT}... {duration(self.elapsed())}: {self.task}", self.task
+def run_shown(command: Command, status: Status | None = None) -> Run:
+    say(f"{INDENT}$ {command.command}")
+    return command.run(status or command.progress)
 
 
-def host_results(output: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(status, host, result) of every task result in the default callback's
-    output (results in YAML, as ansible.cfg asks)."""
-    found: list[tuple[str, str, dict[str, Any]]] = []
-    lines = output.splitlines()
-    head = re.compile(r"^(ok|changed|fatal|failed|skipping): \[([^\]]+)\].*?=>\s*(.*)$")
-    for i, line in enumerate(lines):
-        match = head.match(line)
-        if not match:
-            continue
-        status, host, inline = match.groups()
-        text = inline
-        if not inline:
-            block = []
-            for nxt in lines[i + 1 :]:
-                if not nxt.startswith("    ") and nxt.strip():
-                    break
-                if not nxt.strip():
-                    break
-                block.append(nxt[4:])
-            text = "\n".join(block)
-        try:
-            data = yaml.safe_load(text) if text else {}
-        except yaml.YAMLError:
-            data = {"msg": text}
-        if isinstance(data, dict):
-            found.append((status, host, data))
-    return found
-
-
-def error_message(output: str) -> str:
-    """The message of the last failed task (the run's verdict)."""
-    failures = [r for r in host_results(output) if r[0] in {"fatal", "failed"}]
-    if not failures:
-        return ""
-    return " ".join(str(failures[-1][2].get("msg", "")).split())
-
-
-def recap(output: str) -> list[str]:
-    lines = output.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("PLAY RECAP"):
-            return [" ".join(x.split()) for x in lines[i + 1 :] if x.strip()]
-    return []
+def log_of(run: Run) -> str:
+    return rel(run.log) if run.log else "not kept"
 
 
 def show_recap(run: Run) -> None:
     for line in recap(run.output):
         say(f"{INDENT}recap: {line}")
-    say(f"{INDENT}({duration(run.seconds)}, full output: {rel(run.log)})")
+    say(f"{INDENT}({duration(run.seconds)}, full output: {log_of(run)})")
 
 
-def wrap(text: str, width: int = 92, prefix: str = INDENT + "  ") -> None:
-    line = ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            say(prefix + line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    if line:
-        say(prefix + line)
-
-
-# ------------------------------------------------------------- live load
-
-
-def served_chain(report: Report, min_run: int = 3) -> str:
-    """The versions that served, in order: "v1 -> v2", "v2 -> v3-broken -> v2".
-    Runs of fewer than min_run answers (in-flight stragglers around a switch)
-    are left out."""
-    runs: list[list[Any]] = []
-    for outcome in report.outcomes:
-        if not outcome.ok:
-            continue
-        if runs and runs[-1][0] == outcome.version:
-            runs[-1][1] += 1
-        else:
-            runs.append([outcome.version, 1])
-    chain: list[str] = []
-    for index, (version, count) in enumerate(runs):
-        if count < min_run and index not in {0, len(runs) - 1}:
-            continue
-        if not chain or chain[-1] != version:
-            chain.append(version)
-    return " -> ".join(chain) or "nothing yet"
-
-
-def live_line(load: Load, playbook: Playbook) -> tuple[str, str]:
-    snap = load.snapshot()
-    text = (
-        f"{INDENT}live: {snap.total} requests, {len(snap.failed)} failed, "
-        f"serving {served_chain(snap)}   [{duration(playbook.elapsed())}: {playbook.task}]"
-    )
-    return text, text
-
-
-def under_load(url: str, playbook: Playbook) -> tuple[Run, Report]:
+def run_under_load(url: str, command: Command) -> tuple[Run, Report]:
     """The playbook while a load generator sends requests through the edge
     proxy (a second of traffic before and after), as the e2e tests do."""
-    load = Load(url, workers=4, slow_ms=400, max_seconds=600).start()
-    try:
-        time.sleep(1.0)
-        run = playbook.run(lambda: live_line(load, playbook))
-        time.sleep(1.0)
-    finally:
-        report = load.stop()
-    say(f"{INDENT}total: {report.summary()} ({served_chain(report)})")
-    return run, report
+    with under_load(url, lead=1.0, max_seconds=600) as traffic:
+        run = run_shown(command, live_status(traffic, command))
+    say(f"{INDENT}total: {traffic.summary()} ({served_chain(traffic)})")
+    return run, traffic
 
 
 # ------------------------------------------------------------------ steps
@@ -338,16 +123,6 @@ def served_version(port: int) -> str:
             return str(json.loads(resp.read())["version"])
     except (OSError, ValueError, KeyError) as err:
         return f"nothing ({type(err).__name__})"
-
-
-def group_vars() -> dict[str, object]:
-    """The e2e tests' inventory variables, with a demo value in app_env."""
-    return {
-        "app_image": app.pull_repository(),
-        "app_env": {"APP_GREETING": "hello from make demo"},
-        "app_verify_seconds": VERIFY_SECONDS,
-        "docker_daemon_options": {"insecure-registries": [registry.pull_address()]},
-    }
 
 
 def listener_pids() -> dict[str, int]:
@@ -402,7 +177,7 @@ class Demo:
             if message:
                 say(f"{INDENT}the playbook said:")
                 wrap(message)
-            problem += f" (full output: {rel(run.log)})"
+            problem += f" (full output: {log_of(run)})"
         raise DemoError(problem)
 
     # 1
@@ -435,7 +210,11 @@ class Demo:
             SERVER, images.SERVER_TRIXIE.ref, http_publish=f"127.0.0.1:{self.port}:80"
         )
         self.sandbox_up = True
-        servers.write_inventory(INVENTORY, [server], group_vars())
+        servers.write_inventory(
+            INVENTORY,
+            [server],
+            servers.group_vars({"APP_GREETING": "hello from make demo"}, VERIFY_SECONDS),
+        )
         say(f"{INDENT}a Debian 13 systemd container with sshd; user deploy (sudo), no Docker yet")
         say(f"{INDENT}inventory: {rel(INVENTORY)} (ssh deploy@127.0.0.1 -p {server.ssh_port})")
         self.done(f"{SERVER} answers over SSH")
@@ -443,7 +222,7 @@ class Demo:
     # 3
     def provision(self) -> None:
         self.begin(f"Provisioning {SERVER}: Docker Engine + Compose v2, edge proxy, deploy dirs")
-        run = Playbook(self.step, "provision", "provision.yml").run()
+        run = run_shown(playbook(self.step, "provision", "provision.yml"))
         show_recap(run)
         self.expect(run.rc == 0, f"provision.yml failed (exit {run.rc})", run)
         self.done(f"{SERVER} is ready for deploys")
@@ -453,7 +232,7 @@ class Demo:
         self.begin("Deploying v1, the first release")
         start_registry()  # up again if someone stopped it meanwhile
         sha = self.releases["v1"]
-        run = Playbook(self.step, "deploy-v1", "deploy.yml", "-e", f"sha={sha}").run()
+        run = run_shown(playbook(self.step, "deploy-v1", "deploy.yml", "-e", f"sha={sha}"))
         show_recap(run)
         self.expect(run.rc == 0, f"deploying v1 failed (exit {run.rc})", run)
         serving = served_version(self.port)
@@ -467,8 +246,8 @@ class Demo:
         say(f"{INDENT}4 clients send requests through the edge proxy the whole time,")
         say(f"{INDENT}a quarter of them slow ones (400 ms) that are in flight during the switch")
         sha = self.releases["v2"]
-        playbook = Playbook(self.step, "deploy-v2", "deploy.yml", "-e", f"sha={sha}")
-        run, report = under_load(self.url, playbook)
+        command = playbook(self.step, "deploy-v2", "deploy.yml", "-e", f"sha={sha}")
+        run, report = run_under_load(self.url, command)
         show_recap(run)
         self.expect(run.rc == 0, f"deploying v2 failed (exit {run.rc})", run)
         self.expect(report.total > 0, "the live traffic sent no request")
@@ -494,7 +273,7 @@ class Demo:
         say(f"{INDENT}inventory's {usual} s, so a slow machine sees the break too; it stops")
         say(f"{INDENT}at the first failure.")
         sha = self.releases["v3-broken"]
-        playbook = Playbook(
+        command = playbook(
             self.step,
             "deploy-broken",
             "deploy.yml",
@@ -503,7 +282,7 @@ class Demo:
             "-e",
             f"app_verify_seconds={BROKEN_VERIFY_SECONDS}",
         )
-        run, report = under_load(self.url, playbook)
+        run, report = run_under_load(self.url, command)
         show_recap(run)
         message = error_message(run.output)
         self.expect(run.rc != 0, "deploying the broken release should have failed, but it passed")
@@ -518,14 +297,11 @@ class Demo:
         self.expect(serving == "v2", f"after the automatic rollback, {self.url} serves {serving}")
         if report.failed:
             last = max(o.end for o in report.failed)
-            after = [o for o in report.outcomes if o.start > last]
             self.expect(
-                all(o.ok and o.version == "v2" for o in after),
+                all(o.ok and o.version == "v2" for o in sent_after(report.outcomes, last)),
                 "requests kept failing (or were not served by v2) after the rollback",
             )
-            first = min(o.end for o in report.failed)
-            back = [o.end for o in after if o.ok]
-            recovery = f"{min(back) - first:.1f} s" if back else "?"
+            recovery = secs(recovery_seconds(report.outcomes, "v2"))
             say(
                 f"{INDENT}{len(report.failed)} requests failed once v3-broken broke; "
                 f"{recovery} from its first failure to v2 serving again"
@@ -539,8 +315,8 @@ class Demo:
         self.begin("Rolling back to v1 by sha prefix under live traffic")
         prefix = self.releases["v1"][:8]
         say(f"{INDENT}v1's image is still on the host: no pull, the same health gate and switch")
-        playbook = Playbook(self.step, "rollback-v1", "rollback.yml", "-e", f"sha={prefix}")
-        run, report = under_load(self.url, playbook)
+        command = playbook(self.step, "rollback-v1", "rollback.yml", "-e", f"sha={prefix}")
+        run, report = run_under_load(self.url, command)
         show_recap(run)
         self.expect(run.rc == 0, f"rolling back to v1 failed (exit {run.rc})", run)
         self.expect(
@@ -553,7 +329,7 @@ class Demo:
     # 8
     def status(self) -> None:
         self.begin(f"Status of {SERVER}")
-        run = Playbook(self.step, "status", "status.yml").run()
+        run = run_shown(playbook(self.step, "status", "status.yml"))
         self.expect(run.rc == 0, f"status.yml failed (exit {run.rc})", run)
         shown = False
         for status, _host, result in host_results(run.output):
@@ -566,7 +342,7 @@ class Demo:
                 for line in msg:
                     say(f"{INDENT}  {line}")
                 shown = True
-        self.expect(shown, f"status.yml printed no status (full output: {rel(run.log)})")
+        self.expect(shown, f"status.yml printed no status (full output: {log_of(run)})")
         self.done(f"status read ({duration(run.seconds)})")
 
     # 9

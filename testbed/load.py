@@ -2,7 +2,9 @@
 
 It sends a mix of fast requests and slow ones (that are in flight while traffic
 moves) to a URL on this machine, records every outcome, and stops by itself at
-`max_seconds` or `max_requests`, whichever comes first.
+`max_seconds` or `max_requests`, whichever comes first. `under_load` is how
+demo, bench, e2e and faults run something while it sends; the figures below it
+(first answer, recovery, time without service) read a run's outcomes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -122,6 +126,11 @@ class Load:
                 self._report.outcomes.append(outcome)
             n += 1
 
+    @property
+    def t0(self) -> float:
+        """time.monotonic() when the load started: the origin of its clock."""
+        return self._t0
+
     def start(self) -> Load:
         self._t0 = time.monotonic()
         self._threads = [
@@ -152,3 +161,114 @@ class Load:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# The traffic every suite sends while something runs: 4 clients, one request
+# in four a slow one (in flight while traffic moves).
+WORKERS = 4
+SLOW_MS = 400
+
+
+@dataclass
+class Traffic(Report):
+    """The outcomes of a load: filled in when `under_load` ends; while it runs,
+    `snapshot()` reads the outcomes so far."""
+
+    load: Load | None = None
+
+    @property
+    def t0(self) -> float:
+        """time.monotonic() when the load started (outcome times count from it)."""
+        return self.load.t0 if self.load else 0.0
+
+    def clock(self, monotonic: float) -> float:
+        """A time.monotonic() reading on the load's clock."""
+        return monotonic - self.t0
+
+    def snapshot(self) -> Report:
+        return self.load.snapshot() if self.load else Report(list(self.outcomes))
+
+
+@contextmanager
+def under_load(
+    url: str,
+    lead: float = 1.0,
+    max_seconds: float = 240,
+    workers: int = WORKERS,
+    slow_ms: int = SLOW_MS,
+) -> Iterator[Traffic]:
+    """Requests to url while the body runs, `lead` seconds of them before and
+    after it; the Traffic holds every outcome once the block is left."""
+    load = Load(url, workers=workers, slow_ms=slow_ms, max_seconds=max_seconds).start()
+    traffic = Traffic(load=load)
+    try:
+        time.sleep(lead)  # traffic flows before anything moves
+        yield traffic
+        time.sleep(lead)  # and after
+    finally:
+        traffic.outcomes.extend(load.stop().outcomes)
+
+
+def served_chain(report: Report, min_run: int = 3) -> str:
+    """The versions that served, in order: "v1 -> v2", "v2 -> v3-broken -> v2".
+    Runs of fewer than min_run answers (in-flight stragglers around a switch)
+    are left out."""
+    runs: list[tuple[str, int]] = []
+    for outcome in report.outcomes:
+        if not outcome.ok:
+            continue
+        if runs and runs[-1][0] == outcome.version:
+            runs[-1] = (outcome.version, runs[-1][1] + 1)
+        else:
+            runs.append((outcome.version, 1))
+    chain: list[str] = []
+    for index, (version, count) in enumerate(runs):
+        if count < min_run and index not in {0, len(runs) - 1}:
+            continue
+        if not chain or chain[-1] != version:
+            chain.append(version)
+    return " -> ".join(chain) or "nothing yet"
+
+
+# ------------------------------------------------ figures of a load's outcomes
+
+
+def first_answer(outcomes: Iterable[Outcome], version: str, since: float) -> float | None:
+    """Seconds from `since` to the first request answered by `version`."""
+    ends = [o.end for o in outcomes if o.ok and o.version == version]
+    return min(ends) - since if ends else None
+
+
+def recovery_seconds(outcomes: Sequence[Outcome], old_version: str) -> float | None:
+    """From the first failed request to the first answer of the old version
+    for a request sent after the last failure (None if nothing failed or the
+    old version never answered again)."""
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return None
+    first = min(o.end for o in failed)
+    last = max(o.end for o in failed)
+    back = [o.end for o in outcomes if o.ok and o.version == old_version and o.start > last]
+    return min(back) - first if back else None
+
+
+def unavailable_seconds(outcomes: Sequence[Outcome]) -> float:
+    """Seconds without service: from the start of a failed request until a
+    request sent after it is answered, summed over the outages. A request
+    already in flight when the outage began does not end it."""
+    total = 0.0
+    outage: float | None = None
+    for outcome in sorted(outcomes, key=lambda o: o.end):
+        if not outcome.ok:
+            outage = outcome.start if outage is None else min(outage, outcome.start)
+        elif outage is not None and outcome.start >= outage:
+            total += outcome.end - outage
+            outage = None
+    if outage is not None:
+        total += max(o.end for o in outcomes) - outage
+    return total
+
+
+def sent_after(outcomes: Iterable[Outcome], moment: float) -> list[Outcome]:
+    """The requests sent at or after `moment` (load clock)."""
+    return [o for o in outcomes if o.start >= moment]

@@ -173,7 +173,3 @@ def stop() -> None:
         except (OSError, ValueError):
             continue
         stop_listener(name, pid)
-
-
-def is_up() -> bool:
-    return answers(push_address())

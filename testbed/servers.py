@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed import STATE_DIR, TestbedError, log
+from testbed import STATE_DIR, TestbedError, app, log, registry
 from testbed.registry import REGISTRY_HOST
 
 LABEL = "melk-testbed"
@@ -192,6 +192,19 @@ def remove(name: str) -> None:
     """Remove a test server and its inner engine's volume."""
     _docker("rm", "-f", "-v", name, check=False)
     _docker("volume", "rm", "-f", f"{name}-docker", check=False)
+
+
+def group_vars(app_env: dict[str, str], verify_seconds: int, **extra: object) -> dict[str, object]:
+    """The inventory variables of a test server: the sample app from the test
+    bed's registry (which the server's engine reaches over plain HTTP),
+    `app_env`, `app_verify_seconds`, and any `extra` variables."""
+    return {
+        "app_image": app.pull_repository(),
+        "app_env": app_env,
+        "app_verify_seconds": verify_seconds,
+        **extra,
+        "docker_daemon_options": {"insecure-registries": [registry.pull_address()]},
+    }
 
 
 def inventory(servers: list[Server], group_vars: dict[str, object]) -> dict[str, object]:

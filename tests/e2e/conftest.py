@@ -1,5 +1,8 @@
 """End-to-end fixtures: a real SSH server with its own Docker engine and nginx,
-a local registry holding sample app releases, and the real playbooks."""
+a local registry holding sample app releases, and the real playbooks.
+
+Test modules import what they share from testbed (testbed.bed), never from here.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from testbed import ROOT, app, engine, images, registry
-from testbed import bed as testbed_bed
-from testbed.bed import GROUP_VARS, SENTINEL, Bed, Run, playbook_env
-
-__all__ = ["E2E_DIR", "GROUP_VARS", "SENTINEL", "Bed", "Run", "playbook_env"]
-
-E2E_DIR = ROOT / ".testbed" / "e2e"
+from testbed import app, engine, images, registry
+from testbed.bed import E2E_DIR, Bed, start_bed, stop_bed
 
 
 def build_releases() -> dict[str, str]:
@@ -51,24 +49,27 @@ def releases(building: Future[dict[str, str]]) -> dict[str, str]:
     return building.result()
 
 
-def start_bed(names: list[str], releases: dict[str, str], inventory: str) -> Bed:
-    return testbed_bed.start_bed(names, releases, E2E_DIR / f"{inventory}.json")
-
-
-def stop_bed(bed: Bed) -> None:
-    testbed_bed.stop_bed(bed)
-
-
 @pytest.fixture(scope="session")
 def bed(building: Future[dict[str, str]]) -> Iterator[Bed]:
     """One SSH test server, provisioned. Tests share it in file order."""
     # Two people may run the e2e suite on one machine: MELK_E2E_SERVER names the server.
     name = os.environ.get("MELK_E2E_SERVER", "melk-e2e-1")
-    bed = start_bed([name], {}, name)
+    bed = start_bed([name], {}, E2E_DIR / f"{name}.json")
     try:
         bed.releases.update(building.result())
     except BaseException:
         stop_bed(bed)
         raise
+    yield bed
+    stop_bed(bed)
+
+
+@pytest.fixture(scope="module")
+def fleet(releases: dict[str, str]) -> Iterator[Bed]:
+    """Three SSH test servers, provisioned in one run. MELK_E2E_FLEET is their
+    names' prefix (melk-e2e-f: melk-e2e-f1 .. melk-e2e-f3)."""
+    prefix = os.environ.get("MELK_E2E_FLEET", "melk-e2e-f")
+    names = [f"{prefix}{i}" for i in (1, 2, 3)]
+    bed = start_bed(names, releases, E2E_DIR / f"fleet-{prefix}.json")
     yield bed
     stop_bed(bed)

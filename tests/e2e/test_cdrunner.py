@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import Bed, playbook_env
 
 from testbed import ROOT, app, servers
+from testbed.bed import Bed, playbook_env
 
 pytestmark = pytest.mark.e2e
 

@@ -6,26 +6,16 @@ failures that must leave v2 serving.
 
 from __future__ import annotations
 
-import subprocess
+import json
 import time
+import urllib.request
 
 import pytest
-from conftest import SENTINEL, Bed, Run, playbook_env
 
-from testbed import ROOT, app
-from testbed.load import Load, Report
+from testbed import app
+from testbed.bed import SENTINEL, Bed
 
 pytestmark = pytest.mark.e2e
-
-
-def under_load(bed: Bed, playbook: str, *extra: str) -> tuple[Run, Report]:
-    load = Load(bed.server.url, workers=4, slow_ms=400, max_seconds=240).start()
-    time.sleep(1.0)  # traffic is flowing before anything moves
-    run = bed.playbook(playbook, *extra)
-    time.sleep(1.0)  # and after
-    report = load.stop()
-    print(f"\n{playbook} {' '.join(extra)}: rc={run.rc} in {run.seconds:.1f} s; {report.summary()}")
-    return run, report
 
 
 # Bad input (15 cases, refused before any host is touched): tests/faults/test_1_input.py.
@@ -40,7 +30,7 @@ def test_first_deploy_serves_v1(bed: Bed) -> None:
 
 
 def test_deploy_v2_under_load_drops_nothing(bed: Bed) -> None:
-    run, report = under_load(bed, "deploy.yml", "-e", f"sha={bed.releases['v2']}")
+    run, report = bed.under_load("deploy.yml", "-e", f"sha={bed.releases['v2']}")
     assert run.rc == 0, run.output[-4000:]
     assert report.total > 50
     assert report.failed == [], report.summary()
@@ -54,7 +44,7 @@ def test_deploy_v2_under_load_drops_nothing(bed: Bed) -> None:
 
 
 def test_release_that_never_gets_healthy_never_gets_traffic(bed: Bed) -> None:
-    run, report = under_load(bed, "deploy.yml", "-e", f"sha={bed.releases['unhealthy']}")
+    run, report = bed.under_load("deploy.yml", "-e", f"sha={bed.releases['unhealthy']}")
     assert run.rc != 0
     assert "health check failed" in run.output
     assert report.failed == [], report.summary()
@@ -76,21 +66,7 @@ def test_sha_not_in_registry_changes_nothing(bed: Bed) -> None:
 
 
 def test_concurrent_deploy_stops_on_the_lock(bed: Bed) -> None:
-    first = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/ansible-playbook"),
-            "-i",
-            str(bed.inventory),
-            str(ROOT / "playbooks/deploy.yml"),
-            "-e",
-            f"sha={bed.releases['v3']}",
-        ],
-        cwd=ROOT,
-        env=playbook_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    first = bed.spawn("deploy.yml", "-e", f"sha={bed.releases['v3']}")
     try:
         deadline = time.monotonic() + 60
         while "lock" not in bed.sh("ls /opt/melk-ai"):
@@ -113,9 +89,6 @@ def test_concurrent_deploy_stops_on_the_lock(bed: Bed) -> None:
 
 
 def test_app_env_reaches_the_app_and_never_the_output(bed: Bed) -> None:
-    import json
-    import urllib.request
-
     with urllib.request.urlopen(f"{bed.server.url}/version", timeout=5) as resp:
         body = json.loads(resp.read())
     assert "APP_SECRET_TOKEN" in body["env_names"]

@@ -7,14 +7,12 @@ three servers for the serial-rollout case.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
-from conftest import E2E_DIR, GROUP_VARS, Bed, start_bed, stop_bed
-from test_deploy import under_load
 
 from testbed import registry
-from testbed.load import Report
+from testbed.bed import GROUP_VARS, Bed
+from testbed.load import first_answer, recovery_seconds, sent_after
 
 pytestmark = pytest.mark.e2e
 
@@ -35,45 +33,40 @@ def ensure_serving(bed: Bed, name: str) -> None:
     assert bed.served_version() == name
 
 
-def recovery_seconds(report: Report, good: str) -> float | None:
-    """From the first failed request to the first answer of the good release
-    after the last failure; None when nothing failed."""
-    failed = report.failed
-    if not failed:
-        return None
-    first, last = failed[0], max(failed, key=lambda o: o.end)
-    after = [o for o in report.outcomes if o.ok and o.version == good and o.start >= last.start]
-    assert after, "the good release never answered again"
-    return min(o.end for o in after) - first.end
-
-
 def test_release_that_degrades_after_the_switch_is_rolled_back(bed: Bed) -> None:
     ensure_serving(bed, "v3")
-    run, report = under_load(
-        bed, "deploy.yml", "-e", f"sha={bed.releases['degrade']}", "-e", "app_verify_seconds=20"
+    run, report = bed.under_load(
+        "deploy.yml", "-e", f"sha={bed.releases['degrade']}", "-e", "app_verify_seconds=20"
     )
     assert run.rc != 0
     assert "Rolled back automatically" in run.output
     assert "public endpoint" in run.output, "it should fail during verification, after the switch"
-    assert report.versions["v5-degrade"] > 0, "the degrading release should have taken traffic"
+    # What the load saw, on its own clock. The degrading release took traffic,
+    # then failed requests, and only after it had answered: nothing failed on
+    # the way to the switch.
+    switched = first_answer(report.outcomes, "v5-degrade", 0.0)
+    assert switched is not None, "the degrading release should have taken traffic"
+    assert report.failed, "the degrading release should have failed requests under load"
+    assert all(o.end > switched for o in report.failed), "a request failed before the switch"
+    # Once the playbook had ended (the rollback done) every request sent was
+    # answered by v3, and v3 answered again after the last failure.
+    ended = report.clock(run.started + run.seconds)
+    after = sent_after(report.outcomes, ended)
+    assert after, "the load ran on after the playbook ended"
+    wrong = [o for o in after if not (o.ok and o.version == "v3")]
+    assert wrong == [], f"{len(wrong)} of {len(after)} requests after the rollback: {wrong[:3]}"
+    recovery = recovery_seconds(report.outcomes, "v3")
+    assert recovery is not None, "v3 never answered a request sent after the last failure"
+    print(f"{len(report.failed)} failed; recovery {recovery:.1f} s (first failure to v3 again)")
     assert bed.served_version() == "v3"
     state = bed.state()
     assert state["current"]["sha"] == bed.releases["v3"]
     assert state["history"][0]["status"] == "failed"
-    recovery = recovery_seconds(report, "v3")
-    print(f"recovery from first failed request to v3 serving again: {recovery} s")
-    # after the rollback, nothing fails any more
-    tail = [
-        o
-        for o in report.outcomes
-        if o.start > (max(o.end for o in report.failed) if report.failed else 0)
-    ]
-    assert all(o.ok for o in tail)
 
 
 def test_release_that_exits_after_start_never_gets_traffic(bed: Bed) -> None:
     ensure_serving(bed, "v3")
-    run, report = under_load(bed, "deploy.yml", "-e", f"sha={bed.releases['crash']}")
+    run, report = bed.under_load("deploy.yml", "-e", f"sha={bed.releases['crash']}")
     assert run.rc != 0
     assert "health check failed" in run.output
     assert report.failed == [], report.summary()
@@ -88,13 +81,13 @@ def test_manual_rollback_by_prefix_and_to_previous_with_registry_down(bed: Bed) 
     v1 = bed.releases["v1"]
     registry.stop()
     try:
-        run, report = under_load(bed, "rollback.yml", "-e", f"sha={v1[:8]}")
+        run, report = bed.under_load("rollback.yml", "-e", f"sha={v1[:8]}")
         assert run.rc == 0, run.output[-4000:]
         assert report.failed == [], report.summary()
         assert bed.served_version() == "v1"
         assert bed.state()["history"][0]["kind"] == "rollback"
 
-        run, report = under_load(bed, "rollback.yml")
+        run, report = bed.under_load("rollback.yml")
         assert run.rc == 0, run.output[-4000:]
         assert report.failed == [], report.summary()
         assert bed.served_version() == "v3", "without sha: the release before the current one"
@@ -109,13 +102,6 @@ def test_manual_rollback_by_prefix_and_to_previous_with_registry_down(bed: Bed) 
         registry.start()
 
 
-@pytest.fixture(scope="module")
-def fleet(releases: dict[str, str]) -> Iterator[Bed]:
-    bed = start_bed(["melk-e2e-f1", "melk-e2e-f2", "melk-e2e-f3"], releases, "fleet")
-    yield bed
-    stop_bed(bed)
-
-
 def test_failure_on_the_third_host_rolls_the_whole_fleet_back(fleet: Bed) -> None:
     run = fleet.playbook("deploy.yml", "-e", f"sha={fleet.releases['v1']}", "-e", "deploy_serial=1")
     assert run.rc == 0, run.output[-4000:]
@@ -127,7 +113,7 @@ def test_failure_on_the_third_host_rolls_the_whole_fleet_back(fleet: Bed) -> Non
         **GROUP_VARS["app_env"],  # type: ignore[dict-item]
         "APP_MODE": "unhealthy",
     }
-    poisoned = E2E_DIR / "fleet-poisoned.json"
+    poisoned = fleet.inventory.with_name(f"{fleet.inventory.stem}-poisoned.json")
     poisoned.write_text(json.dumps(inventory))
     run = fleet.playbook(
         "deploy.yml",

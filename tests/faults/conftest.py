@@ -14,15 +14,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from faultkit import Results
+from faultkit import BECOME_AUDIT, FAULTS_DIR, PLUGINS, RESULTS_FILE, Results
 
 from testbed import ROOT, app, engine, images, registry
 from testbed.bed import Bed, start_bed, stop_bed
-
-FAULTS_DIR = ROOT / ".testbed" / "faults"
-RESULTS_FILE = FAULTS_DIR / "results.md"
-BECOME_AUDIT = FAULTS_DIR / "become.jsonl"
-PLUGINS = ROOT / "tests" / "faults" / "plugins"
 
 # One release per deploy of the suite, so every kill point deploys a release the
 # host has never seen (the "before the pull" point needs that).

@@ -1,6 +1,6 @@
 """Tools of the fault suite: watch a server's state while a playbook runs, act
-at a point of the deploy (SIGKILL the controller, stop the registry), run
-things under load, and keep the rows of the results table.
+at a point of the deploy (SIGKILL the controller, stop the registry), and keep
+the rows of the results table. Load goes through Bed.traffic (testbed.load).
 
 Points of a deploy are read from the server, never from Ansible's output (task
 names and files change): the lock file, the image on the inner engine, the
@@ -14,14 +14,18 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.bed import GROUP_VARS, Bed, Run
-from testbed.load import Load, Report
+from testbed import STATE_DIR
+from testbed.bed import GROUP_VARS, Bed
+from testbed.load import Report
 
+FAULTS_DIR = STATE_DIR / "faults"
+RESULTS_FILE = FAULTS_DIR / "results.md"
+BECOME_AUDIT = FAULTS_DIR / "become.jsonl"  # the become_audit callback's lines
+PLUGINS = Path(__file__).resolve().parent / "plugins"
 APP_DIR = "/opt/melk-ai"
 LOCK = f"{APP_DIR}/deploy.lock"
 UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
@@ -251,25 +255,6 @@ def kill_at(bed: Bed, point: Point, sha: str, *extra: str, delay: float = 0) -> 
         time.sleep(0.1)
     bed.outputs.append(output)
     return Killed(watch, output, time.monotonic() - start, len(orphans))
-
-
-@contextmanager
-def load_on(bed: Bed, max_seconds: float = 240) -> Iterator[Report]:
-    """Traffic through the proxy while the body runs; the Report fills in at exit."""
-    load = Load(bed.server.url, workers=4, slow_ms=400, max_seconds=max_seconds).start()
-    report = Report()
-    time.sleep(0.5)  # traffic flows before anything moves
-    try:
-        yield report
-    finally:
-        time.sleep(0.5)  # and after
-        report.outcomes.extend(load.stop().outcomes)
-
-
-def deploy_under_load(bed: Bed, sha: str, *extra: str) -> tuple[Run, Report]:
-    with load_on(bed) as report:
-        run = bed.playbook("deploy.yml", "-e", f"sha={sha}", *extra)
-    return run, report
 
 
 # --------------------------------------------------------------------------- results

@@ -1,7 +1,8 @@
 """Bad input: each refused on the controller, before any host is touched, with a
 message that names the variable. The runs are controller-only, so they run
 concurrently; the host is compared before and after, and its SSH log shows
-that no run logged in."""
+that no run logged in (and, as a control, that a run which does reach the
+host shows up in the same count)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
-from faultkit import APP_DIR, UPSTREAM, Results, load_on
+from faultkit import APP_DIR, UPSTREAM, Results
 
 from testbed.bed import Bed, Run
 
@@ -59,7 +60,7 @@ def test_bad_input_is_refused_before_any_host_is_touched(bed: Bed, results: Resu
     isolated.outputs = bed.outputs
     before, logins = bed.sh(SNAPSHOT), bed.sh(SSH_LOGINS)
     start = time.monotonic()
-    with load_on(bed) as report, ThreadPoolExecutor(4) as pool:
+    with bed.traffic(0.5) as report, ThreadPoolExecutor(4) as pool:
         runs = dict(pool.map(lambda case: refused(isolated, case[0], case[1][1]), CASES.items()))
     seconds = time.monotonic() - start
     for label, (variable, _extra) in CASES.items():
@@ -92,3 +93,20 @@ def test_bad_input_is_refused_before_any_host_is_touched(bed: Bed, results: Resu
         report,
         seconds,
     )
+    assert_a_login_is_counted(isolated, results, int(logins))
+
+
+def assert_a_login_is_counted(bed: Bed, results: Results, logins: int) -> None:
+    """The control for "no login": a run that does reach the host (status.yml,
+    through the same fresh control directory) raises the same count."""
+    run = bed.playbook("status.yml")
+    seen = int(bed.sh(SSH_LOGINS)) - logins
+    results.add(
+        "input: control, status.yml through the same control directory",
+        "its SSH login is counted",
+        f"rc={run.rc}, {seen} login(s) counted",
+        None,
+        run.seconds,
+    )
+    assert run.rc == 0, run.output[-4000:]
+    assert seen >= 1, "the login count did not see a run that reached the host"

@@ -23,7 +23,6 @@ from faultkit import (
     Point,
     Results,
     kill_at,
-    load_on,
 )
 
 from testbed.bed import Bed
@@ -75,7 +74,7 @@ def test_controller_killed(bed: Bed, results: Results, case: Case) -> None:
     old_sha = bed.state()["current"]["sha"]
     old, new = version_of(bed, old_sha), case.release
     sha = bed.releases[new]
-    with load_on(bed) as during:
+    with bed.traffic(0.5) as during:
         killed = kill_at(bed, case.point, sha, *case.extra, delay=case.delay)
     assert killed.watch.hit is not None, f"the deploy ended before it reached {case.label}"
     serving = bed.served_version()
@@ -110,7 +109,7 @@ def test_controller_killed(bed: Bed, results: Results, case: Case) -> None:
 
 
 def assert_next_deploy_succeeds(bed: Bed, results: Results, case: Case, sha: str) -> None:
-    with load_on(bed) as report:
+    with bed.traffic(0.5) as report:
         run = bed.playbook("deploy.yml", "-e", f"sha={sha}", "-e", "deploy_lock_break=true")
     serving = bed.served_version()
     containers = bed.sh("docker ps -q --filter label=io.melk.app=melk-ai").split()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from faultkit import APP_DIR, LOCK, UPSTREAM, Results, load_on
+from faultkit import APP_DIR, LOCK, UPSTREAM, Results
 
 from testbed import registry
 from testbed.bed import Bed
@@ -29,7 +29,7 @@ def test_invalid_proxy_config_fails_the_deploy_and_keeps_serving(
     before = bed.sh(SNAPSHOT)
     bed.sh(f"echo 'this is not an nginx directive;' > {BROKEN}")
     try:
-        with load_on(bed) as report:
+        with bed.traffic(0.5) as report:
             run = bed.playbook("deploy.yml", "-e", f"sha={bed.releases['v2']}")
             reload = bed.sh("systemctl reload nginx >/dev/null 2>&1; echo $?").strip()
         after = bed.sh(SNAPSHOT)
@@ -64,7 +64,7 @@ def test_registry_stopped_during_a_deploy_fails_before_the_switch(
     sha = bed.releases["v8"]  # never deployed: it must be pulled
     start = time.monotonic()
     try:
-        with load_on(bed) as report:
+        with bed.traffic(0.5) as report:
             # Down for the whole deploy. Stopping it once the deploy had started
             # raced the pull: the registry's listeners take up to 5 s each to
             # end on SIGTERM, and on a loaded machine the pull had finished.

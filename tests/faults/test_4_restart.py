@@ -11,7 +11,7 @@ import time
 import urllib.error
 
 import pytest
-from faultkit import UPSTREAM, Results, load_on
+from faultkit import UPSTREAM, Results
 
 from testbed import servers
 from testbed.bed import Bed
@@ -52,7 +52,7 @@ def release_checks(bed: Bed, slot: str) -> tuple[str, str]:
 
 
 def steady(bed: Bed, seconds: float = 3.0) -> Report:
-    with load_on(bed, max_seconds=seconds + 10) as report:
+    with bed.traffic(0.5, max_seconds=seconds + 10) as report:
         time.sleep(seconds)
     return report
 
@@ -67,7 +67,7 @@ def test_docker_engine_restart_brings_the_release_back(bed: Bed, results: Result
     version, slot = current(bed)
     started = bed.sh(f"docker inspect -f '{{{{.State.StartedAt}}}}' melk-ai-{slot}")
     start = time.monotonic()
-    with load_on(bed) as report:
+    with bed.traffic(0.5) as report:
         bed.sh("systemctl restart docker")
         wait_serving(bed, version)
     after = steady(bed)

@@ -10,8 +10,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import BECOME_AUDIT
-from faultkit import APP_DIR, Results
+from faultkit import APP_DIR, BECOME_AUDIT, Results
 
 from testbed import ROOT
 from testbed.bed import SENTINEL, Bed, playbook_env

@@ -6,19 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from testbed.bench import (
-    Measure,
-    Results,
-    Timed,
-    buckets,
-    first_answer,
-    goals,
-    ratio,
-    recovery_seconds,
-    slowest_tasks,
-    unavailable_seconds,
-)
-from testbed.load import Outcome
+from testbed.bench.measure import Measure, Results, buckets, ratio
+from testbed.bench.report import goals
+from testbed.load import Outcome, first_answer, recovery_seconds, unavailable_seconds
+from testbed.playbook import Run, slowest_tasks
 
 
 def ok(start: float, end: float, version: str) -> Outcome:
@@ -62,6 +53,24 @@ def test_unavailable_sums_each_outage_until_a_later_request_is_answered() -> Non
     assert unavailable_seconds(outcomes) == pytest.approx(1.2 + 0.3)
     assert unavailable_seconds([ok(0, 1, "v1")]) == 0.0
     assert unavailable_seconds([ok(0, 1, "v1"), failed(1, 2)]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "expected"),
+    [
+        # sent before the outage began, answered during it (by the old
+        # connection): the outage goes on until the request sent at 2.0 ends
+        (ok(0.5, 1.5, "v1"), 2.2 - 1.0),
+        # sent at the very moment the outage began: it counts as a later request
+        (ok(1.0, 1.5, "v1"), 1.5 - 1.0),
+    ],
+    ids=["sent-before-the-outage", "sent-as-it-began"],
+)
+def test_a_request_in_flight_when_the_outage_began_does_not_end_it(
+    in_flight: Outcome, expected: float
+) -> None:
+    outcomes = [ok(0.0, 0.1, "v1"), failed(1.0, 1.01), in_flight, ok(2.0, 2.2, "v2")]
+    assert unavailable_seconds(outcomes) == pytest.approx(expected)
 
 
 def test_buckets_count_answers_by_version_and_failures_including_empty_ones() -> None:
@@ -109,8 +118,8 @@ def run(name: str, wall: float, failed: int = 0, recovery: float | None = None) 
     )
 
 
-def timed(seconds: float, rc: int = 0) -> Timed:
-    return Timed("fleet", "deploy", rc, seconds, "", Path("x.log"), 0.0, 0.0)
+def timed(seconds: float, rc: int = 0) -> Run:
+    return Run(["deploy"], rc, "", seconds, Path("x.log"), 0.0, 0.0)
 
 
 def test_goals_say_met_not_met_or_not_measured_with_the_figure() -> None:

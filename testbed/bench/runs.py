@@ -1,0 +1,422 @@
+"""make bench's steps on the test servers: start and provision them, run ours
+and the naive method under load, the fleet deploys, then the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from testbed import ROOT, TestbedError, app, engine, images, registry, servers
+from testbed import bench as bench_package
+from testbed.bench.chart import chart
+from testbed.bench.config import (
+    ANSIBLE_KEYS,
+    BENCH_DIR,
+    DEGRADE_VERIFY_SECONDS,
+    FLEET_SIZES,
+    LOAD_LEAD,
+    LOAD_SLOW_MS,
+    LOAD_WORKERS,
+    LOG_DIR,
+    NAIVE_DIR,
+    NAIVE_PORT,
+    PREFIX,
+    RELEASES,
+    SETTLE_LIMIT,
+    UPSTREAM,
+    VERIFY_SECONDS,
+)
+from testbed.bench.measure import Results, measure
+from testbed.bench.report import table, to_json
+from testbed.console import INDENT, Status, duration, rel, say
+from testbed.load import Traffic, served_chain, under_load
+from testbed.playbook import (
+    Command,
+    Run,
+    ansible_env,
+    error_message,
+    live_status,
+    playbook_args,
+)
+from testbed.servers import Server
+
+
+class BenchError(RuntimeError):
+    """The bench could not run a step; the message says which and why."""
+
+
+def bench_env() -> dict[str, str]:
+    """The user's environment (ANSIBLE_STRATEGY etc. pass through) with the
+    test bed's fixed settings and the profile_tasks callback added."""
+    return ansible_env(BENCH_DIR / "cp", callbacks=["ansible.posix.profile_tasks"])
+
+
+class Runner:
+    """Numbers the bench's commands: each one's output goes to LOG_DIR/NN-LABEL.log."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def command(
+        self, label: str, args: Sequence[str], env: dict[str, str] | None, timeout: float
+    ) -> Command:
+        self.count += 1
+        return Command(args, env, LOG_DIR / f"{self.count:02d}-{label}.log", timeout)
+
+    def run(self, command: Command, status: Status | None = None) -> Run:
+        say(f"{INDENT}$ {command.command}")
+        run = command.run(status or command.progress)
+        log = rel(run.log) if run.log else "not kept"
+        say(f"{INDENT}exit {run.rc} after {run.seconds:.1f} s (output: {log})")
+        return run
+
+    def playbook(self, label: str, name: str, inventory: Path, *extra: str) -> Command:
+        timeout = 900 if name == "provision.yml" else 420
+        return self.command(label, playbook_args(name, inventory, *extra), bench_env(), timeout)
+
+
+def sh(container: str, command: str, check: bool = True) -> str:
+    """A command as root on a test server (set-up and readings, never timed)."""
+    result = subprocess.run(
+        ["docker", "exec", container, "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise BenchError(f"on {container}: {command!r} failed: {result.stderr.strip()[-500:]}")
+    return result.stdout.strip()
+
+
+def published_port(container: str, port: int) -> int:
+    out = subprocess.run(
+        ["docker", "port", container, f"{port}/tcp"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(out.splitlines()[0].rsplit(":", 1)[1])
+
+
+def upstream_mtime(container: str) -> float | None:
+    raw = sh(container, f"stat -c %.9Y {UPSTREAM} 2>/dev/null || stat -c %Y {UPSTREAM}", False)
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def wait_for(traffic: Traffic, version: str, after: float, limit: float) -> None:
+    """Let the load run until `version` answers a request sent after `after`
+    (load clock), or `limit` seconds have passed."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if any(
+            o.ok and o.version == version and o.start > after for o in traffic.snapshot().outcomes
+        ):
+            return
+        time.sleep(0.2)
+
+
+def run_under_load(url: str, runner: Runner, command: Command, expect: str) -> tuple[Run, Traffic]:
+    """The command while the load runs through url; the load goes on until
+    `expect` serves again (bounded)."""
+    with under_load(
+        url, lead=LOAD_LEAD, max_seconds=600, workers=LOAD_WORKERS, slow_ms=LOAD_SLOW_MS
+    ) as traffic:
+        run = runner.run(command, live_status(traffic, command))
+        wait_for(traffic, expect, traffic.clock(time.monotonic()), SETTLE_LIMIT)
+    say(f"{INDENT}load: {traffic.summary()} ({served_chain(traffic)})")
+    return run, traffic
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.runner = Runner()
+        self.servers: list[Server] = []
+        self.started: list[str] = []
+        self.results = Results(datetime.now(UTC).isoformat(timespec="seconds"))
+        self.results.load_average.append(round(os.getloadavg()[0], 1))
+        self.step = 0
+        self.steps = 7
+
+    @property
+    def releases(self) -> dict[str, str]:
+        return self.results.releases
+
+    @property
+    def host(self) -> Server:
+        return self.servers[0]
+
+    def begin(self, title: str) -> None:
+        self.step += 1
+        say()
+        say(f"==> [{self.step}/{self.steps}] {title}")
+
+    def inventory(self, count: int) -> Path:
+        group_vars = servers.group_vars({"APP_GREETING": "hello from make bench"}, VERIFY_SECONDS)
+        path = BENCH_DIR / f"inventory-{count}.json"
+        return servers.write_inventory(path, self.servers[:count], group_vars)
+
+    def image(self, name: str) -> str:
+        return f"{app.pull_repository()}:{self.releases[name]}"
+
+    def version(self, name: str) -> str:
+        return RELEASES[name][0]
+
+    # 1
+    def prepare(self) -> None:
+        self.begin("Docker engine, base images, registry, sample releases")
+        engine.ensure_engine()
+        # Servers start from the provisioned image (the packages provision.yml
+        # installs are there already): provisioning is not a measured figure.
+        images.build_all(["server-provisioned", "app-base"])
+        registry.start()
+        for name, (version, mode, env) in RELEASES.items():
+            self.releases[name] = app.build_release(version, mode, env)
+        say(f"{INDENT}{len(RELEASES)} releases in the local registry as {app.pull_repository()}")
+        self.results.ansible = ansible_settings()
+        strategy = self.results.ansible.get("DEFAULT_STRATEGY", {}).get("value", "linear")
+        say(f"{INDENT}ansible-core {self.results.ansible.get('version')}, strategy {strategy}")
+
+    # 2
+    def start_servers(self) -> None:
+        count = max(FLEET_SIZES)
+        names = [f"{PREFIX}-{i}" for i in range(1, count + 1)]
+        self.begin(f"Starting {count} test servers ({names[0]} .. {names[-1]}) in parallel")
+        self.started = names
+        servers.ssh_key()  # made once here, not by five threads at once
+
+        def one(name: str) -> Server:
+            extra: tuple[str, ...] = ()
+            if name == names[0]:
+                extra += ("-p", f"127.0.0.1::{NAIVE_PORT}")
+            return servers.start(name, images.SERVER_PROVISIONED.ref, extra_args=extra)
+
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            self.servers = list(pool.map(one, names))
+        say(f"{INDENT}{count} servers answer over SSH after {time.monotonic() - began:.1f} s")
+
+    # 3
+    def provision(self) -> None:
+        self.begin(f"Provisioning all {len(self.servers)} servers in one run")
+        inventory = self.inventory(len(self.servers))
+        timed = self.runner.run(self.runner.playbook("provision", "provision.yml", inventory))
+        self.results.other["provision"] = timed
+        if timed.rc != 0:
+            raise BenchError(f"provision.yml failed: {error_message(timed.output)}")
+        sha = self.releases["v1"]
+        timed = self.runner.run(
+            self.runner.playbook("first-deploy", "deploy.yml", inventory, "-e", f"sha={sha}")
+        )
+        self.results.other["first_deploy"] = timed
+        if timed.rc != 0:
+            raise BenchError(f"the first deploy failed: {error_message(timed.output)}")
+
+    def ours(self, name: str, label: str, playbook: str, new: str, old: str, *extra: str) -> None:
+        say(f"{INDENT}{label}")
+        inventory = self.inventory(1)
+
+        command = self.runner.playbook(name, playbook, inventory, *extra)
+        expect = old if name == "degrade" else new
+        timed, report = run_under_load(self.host.url, self.runner, command, self.version(expect))
+        upstream = upstream_mtime(self.host.name)
+        found = measure(
+            name, label, timed, report, report.t0, self.version(new), self.version(old), upstream
+        )
+        self.results.measures[name] = found
+
+    # 4
+    def ours_runs(self) -> None:
+        self.begin(f"Ours on {self.host.name} under load: deploys, rollback, degrading release")
+        v2, v3, deg = self.releases["v2"], self.releases["v3"], self.releases["degrade"]
+        self.ours(
+            "deploy_cold",
+            "deploy, image not on the host",
+            "deploy.yml",
+            "v2",
+            "v1",
+            "-e",
+            f"sha={v2}",
+        )
+        sh(self.host.name, f"docker pull -q {self.image('v3')}")
+        self.ours(
+            "deploy_warm",
+            "deploy, image already on the host",
+            "deploy.yml",
+            "v3",
+            "v2",
+            "-e",
+            f"sha={v3}",
+        )
+        self.ours("rollback", "rollback to the previous release", "rollback.yml", "v2", "v3")
+        self.ours(
+            "degrade",
+            "deploy of a release that degrades after the switch",
+            "deploy.yml",
+            "degrade",
+            "v2",
+            "-e",
+            f"sha={deg}",
+            "-e",
+            f"app_verify_seconds={DEGRADE_VERIFY_SECONDS}",
+        )
+
+    def naive(self, name: str, label: str, release: str, old: str) -> None:
+        say(f"{INDENT}{label}")
+        url = f"http://127.0.0.1:{published_port(self.host.name, NAIVE_PORT)}"
+        script = (
+            f"cd ~/{NAIVE_DIR} && echo APP_IMAGE={self.image(release)} > .env"
+            " && docker compose down && docker compose up -d"
+        )
+
+        command = self.runner.command(name, [*servers.ssh_command(self.host), script], None, 600)
+        timed, report = run_under_load(url, self.runner, command, self.version(release))
+        found = measure(
+            name, label, timed, report, report.t0, self.version(release), self.version(old)
+        )
+        self.results.measures[name] = found
+
+    # 5
+    def naive_runs(self) -> None:
+        self.begin(f"The naive method on {self.host.name}: docker compose down && up -d")
+        compose = (
+            "services:\n  app:\n    image: ${APP_IMAGE:?}\n"
+            f"    ports: ['{NAIVE_PORT}:8000']\n    restart: unless-stopped\n"
+        )
+        home = f"/home/deploy/{NAIVE_DIR}"
+        sh(self.host.name, f"mkdir -p {home} && cat > {home}/compose.yaml << 'EOF'\n{compose}EOF")
+        sh(self.host.name, f"echo APP_IMAGE={self.image('v1')} > {home}/.env")
+        sh(self.host.name, f"chown -R deploy:deploy {home}")
+        sh(self.host.name, f"cd {home} && docker compose up -d --wait", check=True)
+        say(f"{INDENT}{self.version('v1')} serves on the server's port {NAIVE_PORT} (compose)")
+        self.naive("naive_cold", "naive, image not on the host", "naive-v2", "v1")
+        sh(self.host.name, f"docker pull -q {self.image('naive-v3')}")
+        self.naive("naive_warm", "naive, image already on the host", "naive-v3", "naive-v2")
+        sh(self.host.name, f"cd {home} && docker compose down", check=False)
+
+    # 6
+    def fleet(self) -> None:
+        self.begin("Fleet scaling: one deploy to 1, 3 and 5 hosts (no load)")
+        for count in FLEET_SIZES:
+            sha = self.releases[f"fleet-{count}"]
+            inventory = self.inventory(count)
+            timed = self.runner.run(
+                self.runner.playbook(f"fleet-{count}", "deploy.yml", inventory, "-e", f"sha={sha}")
+            )
+            self.results.fleet[count] = timed
+
+    # 7
+    def report(self, wall: float) -> None:
+        self.begin("Figures")
+        self.results.wall = wall
+        self.results.load_average.append(round(os.getloadavg()[0], 1))
+        BENCH_DIR.mkdir(parents=True, exist_ok=True)
+        lines = table(self.results)
+        for line in lines:
+            say(line)
+        (BENCH_DIR / "bench.md").write_text("\n".join(lines) + "\n")
+        (BENCH_DIR / "bench.json").write_text(json.dumps(to_json(self.results), indent=2) + "\n")
+        chart(self.results, BENCH_DIR / "bench.png")
+        say()
+        for name in ("bench.md", "bench.json", "bench.png"):
+            say(f"{INDENT}wrote {(BENCH_DIR / name).relative_to(ROOT)}")
+
+    def clean(self) -> None:
+        say()
+        say("==> Removing the bench servers")
+        if os.environ.get("MELK_KEEP_TESTBED") == "1":
+            say(f"{INDENT}MELK_KEEP_TESTBED=1: kept {', '.join(self.started) or 'none'}")
+            return
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            list(pool.map(servers.remove, self.started))
+        say(f"{INDENT}removed {', '.join(self.started) or 'none'} and their volumes")
+
+
+def ansible_settings() -> dict[str, Any]:
+    """ansible-core's version and the settings that shape a run's speed, with
+    where each came from (env, ansible.cfg, default)."""
+    env = bench_env()
+    found: dict[str, Any] = {}
+    version = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible"), "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    ).stdout
+    match = re.search(r"core ([\d.]+)", version)
+    found["version"] = match.group(1) if match else "unknown"
+    dump = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible-config"), "dump", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    ).stdout
+    try:
+        entries = json.loads(dump)
+    except ValueError:
+        entries = []
+    for entry in entries if isinstance(entries, list) else []:
+        if entry.get("name") in ANSIBLE_KEYS:
+            origin = str(entry.get("origin", ""))
+            origin = "ansible.cfg" if origin.endswith("ansible.cfg") else origin
+            found[entry["name"]] = {"value": entry.get("value"), "origin": origin}
+    config = (ROOT / "ansible.cfg").read_text()
+    for key in ("pipelining", "ssh_args"):
+        match = re.search(rf"^{key}\s*=\s*(.*)$", config, re.M)
+        found[key] = match.group(1).strip() if match else None
+    found["env"] = {
+        k: v.replace(f"{ROOT}/", "")
+        for k, v in sorted(os.environ.items())
+        if k.startswith("ANSIBLE_")
+    }
+    return found
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv:
+        print(bench_package.__doc__, file=sys.stdout if argv[0] in {"-h", "--help"} else sys.stderr)
+        return 0 if argv[0] in {"-h", "--help"} else 2
+    began = time.monotonic()
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    for old in LOG_DIR.glob("*.log"):
+        old.unlink()
+    say("make bench: deploy benchmark on the local test bed")
+    bench = Bench()
+    try:
+        bench.prepare()
+        bench.start_servers()
+        bench.provision()
+        bench.ours_runs()
+        bench.naive_runs()
+        bench.fleet()
+        bench.report(time.monotonic() - began)
+    except (BenchError, TestbedError, subprocess.SubprocessError, OSError) as err:
+        say()
+        say(f"make bench FAILED at step {bench.step}/{bench.steps}: {err}")
+        return 1
+    except KeyboardInterrupt:
+        say()
+        say("make bench: interrupted")
+        return 130
+    finally:
+        bench.clean()
+    say(f"make bench: done in {duration(time.monotonic() - began)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

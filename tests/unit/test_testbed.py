@@ -1,0 +1,105 @@
+"""The test bed's one way to run a playbook, its environment, its group_vars,
+and the figures of a load that demo, bench, e2e and faults share (no engine)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from testbed import ROOT, servers
+from testbed.load import Outcome, Report, sent_after, served_chain
+from testbed.playbook import Command, ansible_env, error_message, playbook_args
+
+
+def ok(start: float, version: str) -> Outcome:
+    return Outcome(start, start + 0.1, "/version", 200, version, "")
+
+
+def test_ansible_env_uses_this_checkout_and_adds_callbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "mine")
+    monkeypatch.setenv("ANSIBLE_STRATEGY", "free")
+    env = ansible_env(Path("/cp"), callbacks=["ansible.posix.profile_tasks"], EXTRA="1")
+    assert env["ANSIBLE_CONFIG"] == str(ROOT / "ansible.cfg")
+    assert env["ANSIBLE_SSH_CONTROL_PATH_DIR"] == "/cp"
+    assert env["ANSIBLE_CALLBACKS_ENABLED"] == "mine,ansible.posix.profile_tasks"
+    assert env["ANSIBLE_STRATEGY"] == "free" and env["EXTRA"] == "1"
+    assert ansible_env(Path("/cp"))["ANSIBLE_CALLBACKS_ENABLED"] == "mine"
+
+
+def test_playbook_args_are_what_a_user_types_at_the_root() -> None:
+    args = playbook_args("deploy.yml", ROOT / ".testbed" / "inv.json", "-e", "sha=abc")
+    assert args == [
+        ".venv/bin/ansible-playbook",
+        "-i",
+        ".testbed/inv.json",
+        "playbooks/deploy.yml",
+        "-e",
+        "sha=abc",
+    ]
+    program = playbook_args("status.yml", Path("/elsewhere/inv"), program="ansible-playbook")
+    assert program[:3] == ["ansible-playbook", "-i", "/elsewhere/inv"]
+
+
+@pytest.mark.parametrize(
+    ("program", "runs"),
+    [
+        (".venv/bin/ansible-playbook", str(ROOT / ".venv/bin/ansible-playbook")),
+        ("ansible-playbook", str(ROOT / ".venv/bin/ansible-playbook")),
+        ("/bin/sh", "/bin/sh"),
+        ("no-such-tool-here", "no-such-tool-here"),
+    ],
+)
+def test_a_relative_program_is_the_checkouts_and_a_bare_tool_the_venvs(
+    program: str, runs: str
+) -> None:
+    assert Command([program, "x"]).argv() == [runs, "x"]
+
+
+SCRIPT = (
+    "import sys, time\n"
+    "print('TASK [app_deploy : Pull the image] ****', flush=True)\n"
+    'print(\'fatal: [h]: FAILED! => {"msg": "could not be pulled"}\', flush=True)\n'
+    "print('to stderr', file=sys.stderr, flush=True)\n"
+    "time.sleep(float(sys.argv[1]))\n"
+    "sys.exit(3)\n"
+)
+
+
+def test_a_run_keeps_output_log_exit_code_and_the_task_it_reached(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    command = Command([sys.executable, "-c", SCRIPT, "0"], log=log)
+    run = command.run()
+    assert run.rc == 3
+    assert "to stderr" in run.output and "Pull the image" in run.output
+    assert log.read_text() == run.output
+    assert command.task == "Pull the image"
+    assert error_message(run.output) == "could not be pulled"
+    assert run.started > 0 and run.seconds >= 0 and run.command.startswith(sys.executable)
+
+
+def test_a_run_is_stopped_at_its_time_limit() -> None:
+    run = Command([sys.executable, "-c", SCRIPT, "30"], timeout=0.5).run()
+    assert run.rc < 0
+    assert "its time limit" in run.output
+    assert run.seconds < 10
+
+
+def test_group_vars_deploy_the_sample_app_from_the_test_beds_registry() -> None:
+    found = servers.group_vars({"A": "b"}, 3, app_deploy_health_deadline=10)
+    assert found["app_env"] == {"A": "b"} and found["app_verify_seconds"] == 3
+    assert found["app_deploy_health_deadline"] == 10
+    image = str(found["app_image"])
+    registry = image.split("/")[0]
+    assert found["docker_daemon_options"] == {"insecure-registries": [registry]}
+
+
+def test_served_chain_and_the_requests_sent_after_a_moment() -> None:
+    outcomes = [ok(0, "v1"), ok(1, "v1"), ok(2, "v1"), ok(3, "v2"), ok(4, "v2"), ok(5, "v2")]
+    assert served_chain(Report(outcomes)) == "v1 -> v2"
+    # a straggler of v1 amid v2 is not a switch back
+    straggler = [*outcomes[:4], ok(3.5, "v1"), *outcomes[4:]]
+    assert served_chain(Report(straggler)) == "v1 -> v2"
+    assert served_chain(Report([])) == "nothing yet"
+    assert [o.start for o in sent_after(outcomes, 3)] == [3, 4, 5]
