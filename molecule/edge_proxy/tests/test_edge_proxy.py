@@ -175,6 +175,14 @@ def test_a_refused_switch_puts_the_old_upstream_back_byte_for_byte(outcomes, cas
     assert outcome["mode_after"] == "0644"
 
 
+def test_a_switch_the_checker_refuses_never_touches_the_live_file(outcomes):
+    # the candidate is checked on its own first: the live file is left alone,
+    # not replaced and put back (a new file, written later). Not the inode: a
+    # file put back may get the inode number the replaced one freed.
+    outcome = outcomes["validator"]
+    assert outcome["mtime_after"] == outcome["mtime_before"]
+
+
 @pytest.mark.parametrize("case", REFUSED)
 def test_a_refused_switch_keeps_the_old_release_serving(outcomes, case):
     outcome = outcomes[case]
@@ -195,4 +203,5 @@ def test_a_good_switch_reloads_nginx_and_replaces_the_file(outcomes):
     # a graceful reload keeps the master process; a restart would replace it
     assert outcome["nginx_pid_after"] == outcome["nginx_pid_before"]
     # the new file was renamed over the old one, not written into it in place
+    # (it was created while the old one still held its inode number)
     assert outcome["inode_after"] != outcome["inode_before"]
