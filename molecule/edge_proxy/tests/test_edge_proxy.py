@@ -150,7 +150,7 @@ def test_checker_leaves_no_files_behind(host):
 @pytest.mark.parametrize("case", REFUSED)
 def test_a_refused_switch_started_from_release_a(outcomes, releases, case):
     # positive control: the switch had a serving release to keep
-    before = outcomes[case]["upstream_before"]
+    before = outcomes[case]["before"]["upstream"]
     assert servers(before) == ["127.0.0.1:18001"]
     assert f"# release {releases['A']}" in before.splitlines()
 
@@ -170,38 +170,40 @@ def test_a_refused_switch_fails_naming_the_cause(outcomes, case, cause):
 
 @pytest.mark.parametrize("case", REFUSED)
 def test_a_refused_switch_puts_the_old_upstream_back_byte_for_byte(outcomes, case):
-    outcome = outcomes[case]
-    assert outcome["upstream_after"] == outcome["upstream_before"]
-    assert outcome["mode_after"] == "0644"
+    before, after = outcomes[case]["before"], outcomes[case]["after"]
+    assert after["upstream"] == before["upstream"]
+    assert after["mode"] == "0644"
 
 
 def test_a_switch_the_checker_refuses_never_touches_the_live_file(outcomes):
     # the candidate is checked on its own first: the live file is left alone,
     # not replaced and put back (a new file, written later). Not the inode: a
     # file put back may get the inode number the replaced one freed.
-    outcome = outcomes["validator"]
-    assert outcome["mtime_after"] == outcome["mtime_before"]
+    before, after = outcomes["validator"]["before"], outcomes["validator"]["after"]
+    assert after["mtime_ns"] == before["mtime_ns"]
 
 
 @pytest.mark.parametrize("case", REFUSED)
 def test_a_refused_switch_keeps_the_old_release_serving(outcomes, case):
-    outcome = outcomes[case]
-    assert MARKER_A in outcome["served"], outcome["served"]
-    assert outcome["nginx_pid_after"] == outcome["nginx_pid_before"]
+    before, after = outcomes[case]["before"], outcomes[case]["after"]
+    assert MARKER_A in after["served"], after["served"]
+    assert after["nginx_pid"] == before["nginx_pid"]
 
 
 def test_a_good_switch_moves_traffic_and_names_the_release(outcomes, releases):
     outcome = outcomes["switch"]
     assert not outcome["failed"], outcome["msg"]
-    assert MARKER_B in outcome["served"], outcome["served"]
-    assert servers(outcome["upstream_after"]) == ["127.0.0.1:18002"]
-    assert f"# release {releases['B']}" in outcome["upstream_after"].splitlines()
+    after = outcome["after"]
+    assert MARKER_B in after["served"], after["served"]
+    assert servers(after["upstream"]) == ["127.0.0.1:18002"]
+    assert f"# release {releases['B']}" in after["upstream"].splitlines()
+    assert after["mode"] == "0644"
 
 
 def test_a_good_switch_reloads_nginx_and_replaces_the_file(outcomes):
-    outcome = outcomes["switch"]
+    before, after = outcomes["switch"]["before"], outcomes["switch"]["after"]
     # a graceful reload keeps the master process; a restart would replace it
-    assert outcome["nginx_pid_after"] == outcome["nginx_pid_before"]
+    assert after["nginx_pid"] == before["nginx_pid"]
     # the new file was renamed over the old one, not written into it in place
     # (it was created while the old one still held its inode number)
-    assert outcome["inode_after"] != outcome["inode_before"]
+    assert after["inode"] != before["inode"]
