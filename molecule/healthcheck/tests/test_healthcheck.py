@@ -98,10 +98,12 @@ def test_the_gate_decides_each_case(outcomes, case, causes):
 
 def test_a_gate_that_passes_watched_its_whole_window(host, outcomes):
     # healthy_stays_healthy: 2 s watch after the first healthy answer, a probe
-    # every 0.2 s, so about 11 probes of /ready (the only case probing it)
+    # every 0.2 s, so about 11 probes of /ready (the only case probing it);
+    # at least 5 leaves room for slow probes on a loaded machine, and a gate
+    # that skipped its watch would have sent one
     assert outcomes["healthy_stays_healthy"]["seconds"] >= 2
     probes = [line for line in backend_log(host) if '"GET /ready HTTP/1.1" 200' in line]
-    assert len(probes) >= 8, probes
+    assert len(probes) >= 5, probes
 
 
 def test_a_gate_stops_at_the_first_unhealthy_answer(host, outcomes):
