@@ -1,8 +1,13 @@
-"""Verify edge_proxy on the converged server: nginx, the site, the switch and its validator."""
+"""Verify edge_proxy on the converged server: nginx, the site, the checker, and the
+switch entry point as side_effect.yml drove it (its outcomes in switch-outcomes.json).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 import testinfra.utils.ansible_runner
@@ -13,7 +18,10 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
 
 UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
 CHECKER = "/usr/local/sbin/edge-proxy-check-upstream"
-MARKER = "melk-mol-backend-marker-18001"
+# The page of each backend (prepare.yml); side_effect ends on release B, 18002.
+MARKER_A = "melk-mol-backend-marker-18001"
+MARKER_B = "melk-mol-backend-marker-18002"
+REFUSED = ["validator", "broken_config"]
 
 # The server image has no curl: fetch with python3, print the status and the body.
 FETCH = (
@@ -44,10 +52,29 @@ def test_nginx_config_is_valid(host):
     assert result.rc == 0, result.stderr
 
 
-def test_proxy_serves_the_backend_on_port_80(host):
+def servers(upstream: str) -> list[str]:
+    """The addresses of the server lines of an upstream file."""
+    return [line.split()[1] for line in upstream.splitlines() if line.startswith("server ")]
+
+
+@pytest.fixture(scope="module")
+def releases(host) -> dict[str, str]:
+    """The shas of release A (18001) and B (18002), from molecule.yml's inventory."""
+    variables = host.ansible.get_variables()
+    return {"A": variables["molecule_release_a"], "B": variables["molecule_release_b"]}
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> dict[str, dict[str, Any]]:
+    """What each switch of side_effect.yml did, by case name."""
+    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "switch-outcomes.json"
+    return dict(json.loads(path.read_text()))
+
+
+def test_proxy_serves_the_last_release_on_port_80(host):
     status, body = fetch(host, "http://127.0.0.1:80/")
     assert status == 200
-    assert MARKER in body
+    assert MARKER_B in body
 
 
 def test_site_listens_on_proxy_port(host):
@@ -58,14 +85,13 @@ def test_site_listens_on_proxy_port(host):
     assert f"include {UPSTREAM};" in site.content_string
 
 
-def test_upstream_names_the_backend(host):
+def test_upstream_names_the_last_release(host, releases):
     upstream = host.file(UPSTREAM)
     assert upstream.exists
     assert upstream.user == "root"
     assert upstream.mode == 0o644
-    lines = upstream.content_string.splitlines()
-    servers = [line.split()[1] for line in lines if line.startswith("server ")]
-    assert servers == ["127.0.0.1:18001"]
+    assert servers(upstream.content_string) == ["127.0.0.1:18002"]
+    assert f"# release {releases['B']}" in upstream.content_string.splitlines()
 
 
 def test_default_site_is_gone(host):
@@ -121,24 +147,63 @@ def test_checker_leaves_no_files_behind(host):
     assert host.check_output(leftovers) == ""
 
 
-def test_refused_switch_left_the_live_file_unchanged(host):
-    # converge tried a switch to port 70000; the validator must have refused it.
-    content = host.file(UPSTREAM).content_string
-    assert "70000" not in content
-    assert "server 127.0.0.1:18001 " in content
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_refused_switch_started_from_release_a(outcomes, releases, case):
+    # positive control: the switch had a serving release to keep
+    before = outcomes[case]["before"]["upstream"]
+    assert servers(before) == ["127.0.0.1:18001"]
+    assert f"# release {releases['A']}" in before.splitlines()
 
 
-def test_a_reload_refuses_an_invalid_config_and_keeps_serving(host):
-    broken = "/etc/nginx/conf.d/zz-broken.conf"
-    master = host.check_output("cat /run/nginx.pid")
-    host.run(f"echo 'this is not nginx;' > {broken}")
-    try:
-        reload = host.run("systemctl reload nginx")
-        assert reload.rc != 0, "systemctl reload accepted an invalid configuration"
-        assert host.check_output("cat /run/nginx.pid") == master
-        status, body = fetch(host, "http://127.0.0.1:80/")
-        assert status == 200
-        assert MARKER in body
-    finally:
-        host.run(f"rm -f {broken}")
-    assert host.run("systemctl reload nginx").rc == 0
+@pytest.mark.parametrize(
+    ("case", "cause"),
+    [
+        ("validator", "70000"),  # nginx's words on the candidate file: invalid port
+        ("broken_config", "zz-molecule-broken.conf"),  # nginx -t names the broken file
+    ],
+)
+def test_a_refused_switch_fails_naming_the_cause(outcomes, case, cause):
+    outcome = outcomes[case]
+    assert outcome["failed"], f"the switch was not refused, so no rescue could act: {outcome}"
+    assert cause in outcome["msg"], outcome["msg"]
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_refused_switch_puts_the_old_upstream_back_byte_for_byte(outcomes, case):
+    before, after = outcomes[case]["before"], outcomes[case]["after"]
+    assert after["upstream"] == before["upstream"]
+    assert after["mode"] == "0644"
+
+
+def test_a_switch_the_checker_refuses_never_touches_the_live_file(outcomes):
+    # the candidate is checked on its own first: the live file is left alone,
+    # not replaced and put back (a new file, written later). Not the inode: a
+    # file put back may get the inode number the replaced one freed.
+    before, after = outcomes["validator"]["before"], outcomes["validator"]["after"]
+    assert after["mtime_ns"] == before["mtime_ns"]
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_refused_switch_keeps_the_old_release_serving(outcomes, case):
+    before, after = outcomes[case]["before"], outcomes[case]["after"]
+    assert MARKER_A in after["served"], after["served"]
+    assert after["nginx_pid"] == before["nginx_pid"]
+
+
+def test_a_good_switch_moves_traffic_and_names_the_release(outcomes, releases):
+    outcome = outcomes["switch"]
+    assert not outcome["failed"], outcome["msg"]
+    after = outcome["after"]
+    assert MARKER_B in after["served"], after["served"]
+    assert servers(after["upstream"]) == ["127.0.0.1:18002"]
+    assert f"# release {releases['B']}" in after["upstream"].splitlines()
+    assert after["mode"] == "0644"
+
+
+def test_a_good_switch_reloads_nginx_and_replaces_the_file(outcomes):
+    before, after = outcomes["switch"]["before"], outcomes["switch"]["after"]
+    # a graceful reload keeps the master process; a restart would replace it
+    assert after["nginx_pid"] == before["nginx_pid"]
+    # the new file was renamed over the old one, not written into it in place
+    # (it was created while the old one still held its inode number)
+    assert after["inode"] != before["inode"]
