@@ -91,3 +91,72 @@ def parse_state(rc: int, stdout: str) -> dict[str, Any]:
 def parse_tags(stdout: str) -> list[str]:
     """The tags in image_tags_argv's answer, sorted, without untagged images."""
     return sorted(tag for tag in stdout.split() if tag != NO_TAG)
+
+
+# --------------------------------------------------------------------------- operations
+# playbooks/logs.yml and playbooks/run.yml: the serving release's log, and a one-off
+# container of its image.
+
+NETWORK_FORMAT = "{{.HostConfig.NetworkMode}}"
+# What timeout(1) answers when it stopped the command (124), or had to kill it: it
+# then kills its own process group, itself too (137 from a shell, -9 from Python).
+TIMED_OUT = (124, 137, -9)
+
+
+def logs_argv(name: str, lines: int, since: str | None) -> list[str]:
+    """The last lines of a container's log, each with docker's timestamp (merge_logs)."""
+    argv = ["docker", "logs", "--timestamps", "--tail", str(lines)]
+    if since:
+        argv += ["--since", since]
+    argv.append(name)
+    return argv
+
+
+def merge_logs(stdout: str, stderr: str) -> list[str]:
+    """One log from logs_argv's two streams, in time order (stdout first on a tie).
+
+    docker logs writes what the container wrote to stdout and to stderr on its own two
+    streams; each line starts with an RFC 3339 timestamp of fixed width (nanoseconds,
+    UTC), so sorting the text sorts the time. A line without one (a wrapped line) stays
+    after the line before it.
+    """
+    keyed: list[tuple[str, int, int, str]] = []
+    for stream, text in enumerate((stdout, stderr)):
+        stamp = ""
+        for index, line in enumerate(text.splitlines()):
+            first = line.split(" ", 1)[0]
+            if len(first) > 20 and first[4:5] == "-" and first[10:11] == "T":
+                stamp = first
+            keyed.append((stamp, stream, index, line))
+    return [line for _stamp, _stream, _index, line in sorted(keyed)]
+
+
+def network_argv(name: str) -> list[str]:
+    """The network mode of a container (its 'docker run --network')."""
+    return ["docker", "inspect", "--type", "container", "--format", NETWORK_FORMAT, name]
+
+
+def oneoff_argv(
+    name: str,
+    image: str,
+    command: Sequence[str],
+    env_file: str | None,
+    network: str | None,
+    labels: Mapping[str, Any],
+    timeout: int,
+) -> list[str]:
+    """Run a command in a new container of an image on the host (never pulled) and wait
+    for it; the container is removed when it ends. With timeout > 0 the docker client is
+    stopped after timeout seconds by timeout(1) (SIGTERM, passed on to the command, then
+    SIGKILL 10 s later); the caller then removes the container (rm_argv)."""
+    argv = ["timeout", "--kill-after=10", str(timeout)] if timeout > 0 else []
+    argv += ["docker", "run", "--rm", "--pull", "never", "--name", name]
+    if network:
+        argv += ["--network", network]
+    if env_file:
+        argv += ["--env-file", env_file]
+    for key in sorted(labels):
+        argv += ["--label", f"{key}={labels[key]}"]
+    argv.append(image)
+    argv += list(command)
+    return argv

@@ -10,6 +10,8 @@ from types import ModuleType
 from typing import Any
 
 import app_container
+import app_logs
+import app_oneoff
 import deploy_lock
 import health_probe
 import proxy_upstream
@@ -17,7 +19,7 @@ import pytest
 import yaml
 from module_harness import run_module
 
-MODULES = [deploy_lock, app_container, proxy_upstream, health_probe]
+MODULES = [deploy_lock, app_container, proxy_upstream, health_probe, app_logs, app_oneoff]
 # What an option's documentation and its spec must agree on, and the value when not given.
 FIELDS = {"type": "str", "default": None, "required": False, "choices": None, "elements": None}
 
@@ -77,3 +79,7 @@ def test_the_returns_the_roles_read_are_documented() -> None:
     }  # fmt: skip
     assert set(yaml.safe_load(app_container.RETURN)) == {"container_id", "removed_images"}
     assert set(yaml.safe_load(proxy_upstream.RETURN)) == {"reloaded"}
+    assert set(yaml.safe_load(app_logs.RETURN)) == {"lines", "found"}
+    assert {"exit_code", "stdout_lines", "stderr_lines", "timed_out"} <= set(
+        yaml.safe_load(app_oneoff.RETURN)
+    )
