@@ -15,7 +15,7 @@ export PY_COLORS := 0
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 .PHONY: help setup lock testbed lint lint-code lint-workflows security unit molecule lane-checks lane-molecule lane-e2e lane-faults \
-	$(addprefix molecule-,$(SCENARIOS)) integration e2e e2e-main e2e-fleet faults faults-doc test demo demo-clean bench clean
+	$(addprefix molecule-,$(SCENARIOS)) e2e e2e-main e2e-fleet faults faults-doc test demo demo-clean bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -86,9 +86,6 @@ $(addprefix molecule-,$(SCENARIOS)): molecule-%: testbed
 	  $(BIN)/molecule test -s $* || rc=$$?; \
 	  { docker volume rm -f melk-mol-$(subst _,-,$*)-docker >/dev/null 2>&1 || true; }; \
 	  echo ">> molecule: scenario $* took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
-
-integration: testbed ## playbook-level tests against containers (no SSH)
-	eval "$$($(BIN)/python -m testbed env)"; $(BIN)/pytest tests/integration -q
 
 E2E_PYTEST := $(BIN)/pytest -q -rA --durations=10 -p no:cacheprovider
 # The fleet test starts three servers of its own: make test runs it in another

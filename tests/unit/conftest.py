@@ -1,7 +1,7 @@
 """Unit tests import the filter plugin and the module straight from the repository.
 
 filter_plugins/, library/ and the roles' library/ are not packages (Ansible loads their
-files by path), so their directories go first on sys.path: ``import releases``,
+files by path), so their directories go first on sys.path: ``import release_history``,
 ``import deploy_lock``, ``import health_probe``.
 """
 
