@@ -165,7 +165,7 @@ def health_path_error(value: object, name: str = "health_path") -> str:
 def _env_key_shown(key: object) -> str:
     """A key for a message: never anything after an '=' (that could be a value)."""
     if isinstance(key, str) and "=" in key:
-        return shown(key.split("=", 1)[0] + "=...")
+        return shown(key.partition("=")[0] + "=...")
     return shown(key)
 
 
@@ -231,7 +231,7 @@ def image_error(value: object, name: str = "app_image") -> str:
             f"{name} {text} is invalid: it must not include a digest ('@...'); "
             f"give the repository only ({IMAGE_EXAMPLE})"
         )
-    if ":" in value.rsplit("/", 1)[-1]:
+    if ":" in value.rpartition("/")[2]:
         return (
             f"{name} {text} is invalid: it must not include a tag; give the repository only "
             f"({IMAGE_EXAMPLE}), the tag is the release sha"

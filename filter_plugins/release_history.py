@@ -304,7 +304,7 @@ def _retained(state: State, keep: int) -> list[Release]:
         if entry["status"] == "succeeded" and entry["sha"] not in seen:
             seen.add(entry["sha"])
             items.append(_release_item(entry))
-    return items[:keep]
+    return items
 
 
 def retained_releases(state: object, keep: int = 5) -> list[Release]:
@@ -428,9 +428,7 @@ def images_to_prune(
     """
     normalised = release_state(state)
     retained = _retained(normalised, count_option(keep, "keep", minimum=1))
-    keep_images = {str(item["image"]) for item in retained}
-    if normalised["current"] is not None:
-        keep_images.add(str(normalised["current"]["image"]))
+    keep_images = {str(item["image"]) for item in retained}  # the current release's is first
     if image_repo is not None and image_repo != "":
         error = image_error(image_repo, name="image_repo")
         if error:

@@ -226,3 +226,19 @@ def test_filter_module_exposes_the_contract() -> None:
     filters = FilterModule().filters()
     assert set(filters) == {"upstream_path", "upstream_text", "serving_release"}
     assert all(filters[name] is getattr(edge_upstream, name) for name in filters)
+
+
+def test_upstream_text_writes_no_release_line_by_default() -> None:
+    assert upstream_text(18001) == "server 127.0.0.1:18001 max_fails=0;\n"
+
+
+def test_upstream_text_port_message() -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        upstream_text("x")
+    assert str(caught.value) == (
+        "upstream port 'x' is invalid: it must be a whole number from 0 (no release yet) to 65535"
+    )
+
+
+def test_upstream_path_strips_only_trailing_slashes() -> None:
+    assert upstream_path("app", "/srv/proxyX//") == "/srv/proxyX/app.upstream"

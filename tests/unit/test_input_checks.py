@@ -279,3 +279,158 @@ def test_filter_module_exposes_the_checks() -> None:
         "env_file_content",
     }
     assert all(filters[name] is getattr(input_checks, name) for name in filters)
+
+
+# --------------------------------------------------------------------------- exact messages
+# The messages are the interface a user reads: each branch's words are pinned here.
+
+
+class Other:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        (None, "null"),
+        (True, "a boolean"),
+        (3, "an integer"),
+        (1.5, "a number"),
+        ("x", "a string"),
+        ({}, "a mapping"),
+        ([], "a list"),
+        ((), "a list"),
+        (Other(), "a Other"),
+        (b"x", "a list"),  # bytes is a Sequence
+    ],
+)
+def test_type_name(value: object, name: str) -> None:
+    assert input_checks.type_name(value) == name
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("x" * 64, "'" + "x" * 64 + "'"),
+        ("x" * 65, "(a string of 65 characters)"),
+        (10**63, str(10**63)),  # 64 characters: still shown
+        (10**64, "(an integer)"),
+        (None, "None"),
+        ([1], "(a list)"),
+    ],
+)
+def test_shown(value: object, text: str) -> None:
+    assert input_checks.shown(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "minimum", "message"),
+    [
+        ("x", 1, "keep 'x' is invalid: it must be a whole number"),
+        (None, 1, "keep None is invalid: it must be a whole number"),
+        (0, 1, "keep 0 is invalid: it must be at least 1"),
+    ],
+)
+def test_count_option_messages(value: object, minimum: int, message: str) -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        input_checks.count_option(value, "keep", minimum)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "line"),
+    [
+        ("a  b\nc", 10, "a b c"),
+        ("a" * 10, 10, "a" * 10),
+        ("a" * 11, 10, "a" * 7 + "..."),
+    ],
+)
+def test_one_line(text: str, limit: int, line: str) -> None:
+    assert input_checks.one_line(text, limit) == line
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "health_path is required: it must be a URL path starting with '/' (e.g. '/health')"),
+        (5, "health_path 5 is invalid: it must be a string starting with '/'"),
+        ("health", "health_path 'health' is invalid: it must start with '/' (e.g. '/health')"),
+        (
+            "/a b",
+            "health_path '/a b' is invalid: it must not contain whitespace or control characters",
+        ),
+        (
+            "/" + "a" * 2048,
+            "health_path (a string of 2049 characters) is invalid: it must be at most 2048 "
+            "characters",
+        ),
+    ],
+)
+def test_health_path_messages(value: object, message: str) -> None:
+    assert health_path_error(value) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            [],
+            "app_env is invalid: it must be a mapping of NAME: value pairs (use {} for none), "
+            "not a list",
+        ),
+        (
+            {"A": "x\ny"},
+            "app_env value for key 'A' is invalid: it contains a line break or NUL character, "
+            "which an env file cannot hold",
+        ),
+        (
+            {"A": [None]},
+            "app_env value for key 'A' is invalid: it must be a string, number or boolean, "
+            "not a list",
+        ),
+        (
+            {"PASSWORD=x=y": "1"},
+            "app_env key 'PASSWORD=...' is invalid: a name must be letters, digits and '_', "
+            "and must not start with a digit",
+        ),
+    ],
+)
+def test_env_messages(value: object, message: str) -> None:
+    assert env_error(value) == message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a__b.c",  # a dotted first part alone is a path component, not a registry host
+        "Reg.test/app",  # a registry host may have capitals, a path component may not
+        "localhost/app",
+        "a" * 255,
+    ],
+)
+def test_image_valid_edges(value: str) -> None:
+    assert image_error(value) == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (5, "app_image 5 is invalid: it must be a string (e.g. 'registry.test:5000/melk-ai')"),
+        (
+            "a" * 256,
+            "app_image (a string of 256 characters) is invalid: it must be at most 255 characters",
+        ),
+        (
+            "reg.test/a:b/c",
+            "app_image 'reg.test/a:b/c' is invalid: its path component 'a:b' must be lowercase "
+            "letters and digits, separated by '.', '_' or '-'",
+        ),
+        (
+            "reg_x.test:5000/app",
+            "app_image 'reg_x.test:5000/app' is invalid: its registry host 'reg_x.test:5000' is "
+            "not a valid host[:port]",
+        ),
+    ],
+)
+def test_image_messages(value: object, message: str) -> None:
+    assert image_error(value) == message

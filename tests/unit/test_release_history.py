@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -593,3 +595,253 @@ def test_failed_hosts_are_those_of_the_play_whose_run_failed(
     hostvars["elsewhere"] = {"app_deploy_run_outcome": "failed"}  # not in this play
     hosts = [*outcomes, "not-in-hostvars"]
     assert release_history.failed_hosts(hostvars, hosts) == expected
+
+
+# --------------------------------------------------------------------------- defaults and options
+
+
+def test_history_length_cap_grows_with_keep() -> None:
+    state = deploys(A, keep=6)
+    for _ in range(30):
+        state = step(state, B, status="failed", keep=6)
+    assert len(state["history"]) == 24  # max(6 * 4, 20)
+
+
+def test_five_releases_are_kept_by_default() -> None:
+    state = release_state(None)
+    for sha in (A, B, C, D, E):
+        state = record_release(state, entry(sha), keep=10)
+    assert {e["sha"] for e in record_release(state, entry(F))["history"]} == {F, E, D, C, B}
+    state = record_release(state, entry(F), keep=10)
+    assert [item["sha"] for item in retained_releases(state)] == [F, E, D, C, B]
+    assert resolve_release(state, B[:8])["sha"] == B
+    with pytest.raises(AnsibleFilterError, match=f"^sha '{A[:8]}' matches no retained release"):
+        resolve_release(state, A[:8])
+    # with the default keep, A's image is no longer retained; F..B's are
+    assert images_to_prune(state, image_repo=REPO, present=[f"{REPO}:{s}" for s in (A, B, F)]) == [
+        f"{REPO}:{A}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda s: retained_releases(s, keep="x"),
+            "keep 'x' is invalid: it must be a whole number",
+        ),
+        (lambda s: resolve_release(s, None, keep=0), "keep 0 is invalid: it must be at least 1"),
+        (
+            lambda s: images_to_prune(s, keep=[]),
+            "keep (a list) is invalid: it must be a whole number",
+        ),
+        (lambda s: record_release(s, entry(B), keep="2x"), "keep '2x' is invalid"),
+        (lambda s: history_lines(s, limit=-1), "limit -1 is invalid: it must be at least 0"),
+        (lambda s: history_lines(s, limit="n"), "limit 'n' is invalid: it must be a whole number"),
+    ],
+)
+def test_options_are_named_in_their_messages(call: Any, message: str) -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        call(deploys(A))
+    assert str(caught.value).startswith(message)
+
+
+def test_history_lines_shows_ten_by_default_and_question_marks_for_unknowns() -> None:
+    state = release_state(None)
+    for n in range(12):
+        state = record_release(
+            state,
+            {
+                "sha": full_sha(n),
+                "image": "i",
+                "slot": "blue",
+                "kind": "deploy",
+                "status": "succeeded",
+            },
+            keep=20,
+        )
+    lines = history_lines(state)
+    assert len(lines) == 10
+    assert lines[0] == f"{'?':<20}  deploy    {full_sha(11)[:12]}  succeeded  by ?"
+
+
+def test_history_lines_shows_a_message_only_for_a_failure() -> None:
+    state = record_release(None, entry(A, message="all fine"))
+    assert history_lines(state) == [
+        f"{state['history'][0]['at']}  deploy    {A[:12]}  succeeded  by alice@ctl"
+    ]
+
+
+def test_listing_shows_only_the_sha_when_time_and_user_are_unknown() -> None:
+    state = record_release(
+        None, {"sha": A, "image": "i", "slot": "blue", "kind": "deploy", "status": "succeeded"}
+    )
+    with pytest.raises(AnsibleFilterError) as caught:
+        resolve_release(state, "fffffff")
+    assert str(caught.value) == (
+        f"sha 'fffffff' matches no retained release; retained releases: {A} (current)"
+    )
+
+
+def test_other_slot_message() -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        other_slot("red")
+    assert str(caught.value) == "slot 'red' is invalid: it must be 'blue' or 'green'"
+
+
+# --------------------------------------------------------------------------- pruning edges
+
+
+def test_prune_skips_other_repositories_and_keeps_going() -> None:
+    state = deploys(A)
+    present = ["other/app:1", f"{REPO}:old", f"{REPO}-x:1", REPO + ":", f"{REPO}:<none>"]
+    assert images_to_prune(state, image_repo=REPO, present=present) == [f"{REPO}:old"]
+
+
+def test_prune_with_an_empty_repo_is_history_mode_over_every_repo() -> None:
+    state = deploys(A, B, C, keep=5)
+    assert images_to_prune(state, keep=1, image_repo="") == [f"{REPO}:{A}", f"{REPO}:{B}"]
+
+
+@pytest.mark.parametrize(
+    ("present", "message"),
+    [
+        (5, "present must be a list of image references, not an integer"),
+        (b"reg/app:1", "present must be a list of image references, not a list"),
+    ],
+)
+def test_prune_refuses_present_that_is_not_a_list(present: object, message: str) -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        images_to_prune(deploys(A), image_repo=REPO, present=present)  # type: ignore[arg-type]
+    assert str(caught.value) == message
+
+
+def test_prune_host_mode_message() -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        images_to_prune(deploys(A), present=[])
+    assert str(caught.value) == (
+        "image_repo is required when present is given, so that only this app's images are pruned"
+    )
+
+
+# --------------------------------------------------------------------------- state fields
+
+
+def test_a_timestamp_parsed_by_yaml_is_written_back_in_utc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # the controller's own zone plays no part
+    time.tzset()
+    try:
+        tz = datetime.timezone(datetime.timedelta(hours=2))
+        raw = dict(entry(A), at=datetime.datetime(2026, 11, 27, 6, 5, 4, tzinfo=tz))
+        assert record_release(None, raw)["history"][0]["at"] == "2026-11-27T04:05:04Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_missing_optional_fields_are_filled_with_empty_text() -> None:
+    raw = {"sha": A, "image": "i", "slot": "blue", "kind": "deploy", "status": "succeeded"}
+    state = record_release({"current": {"sha": B, "slot": "green", "image": "j"}}, raw)
+    recorded = state["history"][0]
+    assert (recorded["at"], recorded["by"], recorded["message"], recorded["from_sha"]) == (
+        "",
+        "",
+        "",
+        None,
+    )
+    assert release_state({"current": {"sha": B, "slot": "green", "image": "j"}})["current"] == {
+        "sha": B,
+        "slot": "green",
+        "image": "j",
+        "at": "",
+        "by": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image": ""}, "entry.image is missing"),
+        ({"image": 5}, "entry.image must be a string, not an integer"),
+        ({"by": ["x"]}, "entry.by must be a string, not a list"),
+        ({"message": 1.5}, "entry.message must be a string, not a number"),
+        ({"status": None}, "entry.status None is invalid: it must be 'succeeded' or 'failed'"),
+        ({"kind": None}, "entry.kind None is invalid: it must be 'deploy' or 'rollback'"),
+        ({"kind": "x"}, "entry.kind 'x' is invalid: it must be 'deploy' or 'rollback'"),
+        ({"sha": None}, "entry.sha None is invalid: it must be 7 to 40 lowercase hex"),
+        ({"status": "failed", "slot": "red"}, "entry.slot 'red' is invalid: it must be 'blue' or"),
+    ],
+)
+def test_invalid_entry_messages(change: dict[str, object], message: str) -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        record_release(None, dict(entry(A), **change))
+    assert str(caught.value).startswith(f"release entry is invalid: {message}")
+
+
+def test_a_failed_entry_may_have_no_slot() -> None:
+    state = record_release(None, dict(entry(A, status="failed"), slot=None))
+    assert state["history"][0]["slot"] is None
+
+
+HINT = "repair the state file or move it aside (its history is then lost)"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([], f"release state is corrupt: it must be a JSON object, not a list; {HINT}"),
+        (
+            {"history": 5},
+            f"release state is corrupt: history must be a list, not an integer; {HINT}",
+        ),
+        (
+            {"history": [5]},
+            f"release state is corrupt: history[0] must be a mapping, not an integer; {HINT}",
+        ),
+        (
+            {"current": 5},
+            f"release state is corrupt: current must be a mapping or null, not an integer; {HINT}",
+        ),
+        (
+            {"current": {"slot": "blue", "image": "i"}},
+            "release state is corrupt: current.sha None is invalid",
+        ),
+        (
+            {"current": {"sha": A, "image": "i"}},
+            "release state is corrupt: current.slot None is invalid",
+        ),
+        (
+            {"current": {"sha": A, "slot": "blue"}},
+            "release state is corrupt: current.image is missing",
+        ),
+        (
+            {"current": {"sha": A, "slot": "blue", "image": "i", "at": 1}},
+            "release state is corrupt: current.at must be a string",
+        ),
+        (
+            {"current": {"sha": A, "slot": "blue", "image": "i", "by": 1}},
+            "release state is corrupt: current.by must be a string",
+        ),
+    ],
+)
+def test_corrupt_state_messages(raw: object, message: str) -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        release_state(raw)
+    assert str(caught.value).startswith(message)
+
+
+def test_the_version_is_written_back_as_the_integer() -> None:
+    state = release_state('{"version": 1.0}')
+    assert state["version"] == 1
+    assert isinstance(state["version"], int)
+
+
+def test_unknown_fields_are_copied_not_shared() -> None:
+    raw = {"history": [dict(entry(A), extra={"tags": ["x"]})], "meta": {"tags": ["y"]}}
+    state = release_state(raw)
+    state["history"][0]["extra"]["tags"].append("changed")
+    state["meta"]["tags"].append("changed")
+    assert raw["history"][0]["extra"] == {"tags": ["x"]}  # type: ignore[index]
+    assert raw["meta"] == {"tags": ["y"]}
