@@ -1,12 +1,4 @@
-"""Ansible filters for deploys: input validation, env files, blue/green slots and release history.
-
-Every public function here is a plain, pure function (no I/O, inputs never mutated) and is
-exposed by ``FilterModule`` as an Ansible filter of the same name, so it can be unit tested
-without Ansible running.
-
-Validators (``*_error``) return ``''`` when the value is valid and otherwise a one-line message
-that names the variable.  Messages never contain anything from ``app_env`` except key names,
-and for a key such as ``PASSWORD=...`` only the part before the ``=``.
+"""Ansible filters for the release history a host keeps, its blue/green slots and fleet outcome.
 
 Release state is the JSON document kept on each host::
 
@@ -16,19 +8,41 @@ Release state is the JSON document kept on each host::
 
 where an entry is ``{"sha", "image", "slot", "kind": "deploy"|"rollback",
 "status": "succeeded"|"failed", "at", "by", "message", "from_sha"}``.
+
+Every public function here is a plain, pure function (no I/O, inputs never mutated); the
+filters are exposed by ``FilterModule`` under their own names.  ``release_state`` (the
+normalised, validated state) is what every filter here starts from; it is not a filter.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import re
-import unicodedata
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+
+# Ansible loads filter_plugins/*.py by path, not as a package: the shared checks are
+# imported by their bare name from this file's directory.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.append(_HERE)
+
+from input_checks import (  # noqa: E402
+    SHA_RE,
+    SHA_RULE,
+    count_option,
+    image_error,
+    missing,
+    one_line,
+    sha_error,
+    shown,
+    type_name,
+)
 
 State = dict[str, Any]
 Entry = dict[str, Any]
@@ -41,261 +55,11 @@ STATUSES = ("succeeded", "failed")
 ENTRY_KEYS = ("sha", "image", "slot", "kind", "status", "at", "by", "message", "from_sha")
 CURRENT_KEYS = ("sha", "slot", "image", "at", "by")
 RELEASE_KEYS = ("sha", "image", "slot", "at", "by")
-
-MAX_SHOWN = 64
-MAX_APP_NAME = 63
-MAX_HEALTH_PATH = 2048
-MAX_IMAGE = 255
 MAX_MESSAGE = 160
-
-SHA_RULE = "it must be 7 to 40 lowercase hex characters (0-9, a-f)"
-APP_NAME_RULE = (
-    f"it must be 1 to {MAX_APP_NAME} characters of lowercase letters, digits and '-', "
-    "starting with a letter or digit"
-)
-PORT_RULE = "it must be a whole number from 1 to 65535"
-ENV_KEY_RULE = "a name must be letters, digits and '_', and must not start with a digit"
-NO_SPACE_RULE = "it must not contain whitespace or control characters"
-IMAGE_EXAMPLE = "e.g. 'registry.test:5000/melk-ai'"
-
-_SHA_RE = re.compile(r"[0-9a-f]{7,40}")
-_APP_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
-_DIGITS_RE = re.compile(r"[0-9]{1,10}")
-_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_IMAGE_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_IMAGE_DOMAIN_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?")
 
 
 class _StateError(ValueError):
     """A problem inside a release state or entry; wrapped into AnsibleFilterError."""
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _type_name(value: object) -> str:
-    """A friendly type name (Ansible passes tagged subclasses of the builtins)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, Sequence):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-def _shown(value: object) -> str:
-    """The value's repr when it is short, otherwise only its length or type."""
-    if isinstance(value, str):
-        text = str(value)
-        if len(text) <= MAX_SHOWN:
-            return repr(text)
-        return f"(a string of {len(text)} characters)"
-    if value is None or isinstance(value, (bool, int, float)):
-        text = repr(value)
-        if len(text) <= MAX_SHOWN:
-            return text
-    return f"({_type_name(value)})"
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, str) and value == "")
-
-
-def _has_space_or_control(text: str) -> bool:
-    return any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in text)
-
-
-def _as_int(value: object) -> int | None:
-    """An int (not a bool), or a string of at most 10 ASCII digits as -e passes it; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, str) and _DIGITS_RE.fullmatch(value):
-        return int(value)
-    return None
-
-
-def _count(value: object, name: str, minimum: int) -> int:
-    """An int option (a string of digits is accepted, as ``-e`` passes strings)."""
-    number = _as_int(value)
-    if number is None:
-        raise AnsibleFilterError(f"{name} {_shown(value)} is invalid: it must be a whole number")
-    if number < minimum:
-        raise AnsibleFilterError(f"{name} {number} is invalid: it must be at least {minimum}")
-    return number
-
-
-def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-# --------------------------------------------------------------------------- validators
-
-
-def sha_error(value: object, name: str = "sha") -> str:
-    """'' if value is a 7-40 character lowercase hex commit sha, else why not."""
-    if _missing(value):
-        return f"{name} is required: pass -e {name}=<7-40 lowercase hex characters>"
-    if isinstance(value, str):
-        if _SHA_RE.fullmatch(value):
-            return ""
-        return f"{name} {_shown(value)} is invalid: {SHA_RULE}"
-    return f"{name} {_shown(value)} is invalid: {SHA_RULE}, given as a string (quote it)"
-
-
-def app_name_error(value: object, name: str = "app_name") -> str:
-    """'' if value is a DNS-label-like app name (at most 63 characters), else why not."""
-    if _missing(value):
-        return f"{name} is required: {APP_NAME_RULE}"
-    if isinstance(value, str) and len(value) <= MAX_APP_NAME and _APP_NAME_RE.fullmatch(value):
-        return ""
-    return f"{name} {_shown(value)} is invalid: {APP_NAME_RULE}"
-
-
-def port_error(value: object, name: str = "app_port") -> str:
-    """'' if value is a TCP port 1..65535 (int, or a string of digits), else why not."""
-    if _missing(value):
-        return f"{name} is required: {PORT_RULE}"
-    number = _as_int(value)
-    if number is not None and 1 <= number <= 65535:
-        return ""
-    return f"{name} {_shown(value)} is invalid: {PORT_RULE}"
-
-
-def health_path_error(value: object, name: str = "health_path") -> str:
-    """'' if value is an absolute URL path without whitespace or control characters."""
-    example = "e.g. '/health'"
-    if _missing(value):
-        return f"{name} is required: it must be a URL path starting with '/' ({example})"
-    if not isinstance(value, str):
-        return f"{name} {_shown(value)} is invalid: it must be a string starting with '/'"
-    if not value.startswith("/"):
-        return f"{name} {_shown(value)} is invalid: it must start with '/' ({example})"
-    if _has_space_or_control(value):
-        return f"{name} {_shown(value)} is invalid: {NO_SPACE_RULE}"
-    if len(value) > MAX_HEALTH_PATH:
-        return f"{name} {_shown(value)} is invalid: it must be at most {MAX_HEALTH_PATH} characters"
-    return ""
-
-
-def _env_key_shown(key: object) -> str:
-    """A key for a message: never anything after an '=' (that could be a value)."""
-    if isinstance(key, str) and "=" in key:
-        return _shown(key.split("=", 1)[0] + "=...")
-    return _shown(key)
-
-
-def env_error(value: object, name: str = "app_env") -> str:
-    """'' if value is a mapping NAME -> scalar that fits a Docker env file, else why not.
-
-    Keys must match ``[A-Za-z_][A-Za-z0-9_]*``.  Values must be strings, numbers or
-    booleans without newlines or NUL.  The message names the offending key, never a value.
-    """
-    if not isinstance(value, Mapping):
-        return (
-            f"{name} is invalid: it must be a mapping of NAME: value pairs "
-            f"(use {{}} for none), not {_type_name(value)}"
-        )
-    for key, item in value.items():
-        if not isinstance(key, str) or not _ENV_KEY_RE.fullmatch(key):
-            return f"{name} key {_env_key_shown(key)} is invalid: {ENV_KEY_RULE}"
-        if isinstance(item, str):
-            if "\n" in item or "\r" in item or "\x00" in item:
-                return (
-                    f"{name} value for key {_shown(key)} is invalid: it contains a line break "
-                    "or NUL character, which an env file cannot hold"
-                )
-        elif not isinstance(item, (int, float)):  # bool is an int
-            return (
-                f"{name} value for key {_shown(key)} is invalid: it must be a string, number or "
-                f"boolean, not {_type_name(item)}"
-            )
-    return ""
-
-
-def _image_grammar_error(value: str) -> str:
-    parts = value.split("/")
-    first = parts[0]
-    if len(parts) > 1 and ("." in first or ":" in first or first == "localhost"):
-        if not _IMAGE_DOMAIN_RE.fullmatch(first):
-            return f"its registry host {first!r} is not a valid host[:port]"
-        parts = parts[1:]
-    for part in parts:
-        if not _IMAGE_COMPONENT_RE.fullmatch(part):
-            return (
-                f"its path component {part!r} must be lowercase letters and digits, "
-                "separated by '.', '_' or '-'"
-            )
-    return ""
-
-
-def image_error(value: object, name: str = "app_image") -> str:
-    """'' if value is an image repository without tag or digest, else why not.
-
-    A registry ``host:port/`` prefix is fine ('registry.test:5000/melk-ai'); a tag is not
-    ('melk-ai:v1'): the tag is always the release sha.
-    """
-    if _missing(value):
-        return f"{name} is required: give the image repository without a tag ({IMAGE_EXAMPLE})"
-    if not isinstance(value, str):
-        return f"{name} {_shown(value)} is invalid: it must be a string ({IMAGE_EXAMPLE})"
-    shown = _shown(value)
-    if _has_space_or_control(value):
-        return f"{name} {shown} is invalid: {NO_SPACE_RULE}"
-    if "@" in value:
-        return (
-            f"{name} {shown} is invalid: it must not include a digest ('@...'); "
-            f"give the repository only ({IMAGE_EXAMPLE})"
-        )
-    if ":" in value.rsplit("/", 1)[-1]:
-        return (
-            f"{name} {shown} is invalid: it must not include a tag; give the repository only "
-            f"({IMAGE_EXAMPLE}), the tag is the release sha"
-        )
-    if len(value) > MAX_IMAGE:
-        return f"{name} {shown} is invalid: it must be at most {MAX_IMAGE} characters"
-    grammar = _image_grammar_error(value)
-    if grammar:
-        return f"{name} {shown} is invalid: {grammar}"
-    return ""
-
-
-# --------------------------------------------------------------------------- env file
-
-
-def _env_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, float):
-        return str(float(value))
-    return str(value)
-
-
-def env_file_content(app_env: Mapping[str, object]) -> str:
-    """app_env as a Docker env file: ``KEY=value`` lines sorted by key, '' when empty.
-
-    Values are written verbatim: ``docker run --env-file`` takes everything after the first
-    ``=`` literally (no quoting, no ``$`` expansion).  Booleans become ``true``/``false``.
-    Raises AnsibleFilterError (naming keys, never values) when env_error finds a problem.
-    """
-    error = env_error(app_env)
-    if error:
-        raise AnsibleFilterError(error)
-    return "".join(f"{key}={_env_value(app_env[key])}\n" for key in sorted(app_env))
 
 
 # --------------------------------------------------------------------------- slots
@@ -303,38 +67,13 @@ def env_file_content(app_env: Mapping[str, object]) -> str:
 
 def other_slot(slot: str | None) -> str:
     """The slot to deploy into next: 'blue' <-> 'green'; 'blue' when nothing is live."""
-    if _missing(slot):
+    if missing(slot):
         return "blue"
     if slot == "blue":
         return "green"
     if slot == "green":
         return "blue"
-    raise AnsibleFilterError(f"slot {_shown(slot)} is invalid: it must be 'blue' or 'green'")
-
-
-# --------------------------------------------------------------------------- what the proxy serves
-
-_UPSTREAM_RELEASE_RE = re.compile(r"^#\s*release\s+([0-9a-f]{7,40})\s*$", re.MULTILINE)
-_UPSTREAM_SERVER_RE = re.compile(r"^\s*server\s+\S+:([0-9]{1,5})\b([^;\n]*);", re.MULTILINE)
-
-
-def serving_release(upstream: object, slot_ports: Mapping[str, Any]) -> Release | None:
-    """What the edge proxy's upstream file points at: ``{sha, slot, port}``, or None.
-
-    The file (edge_proxy's upstream.j2) names the release in a ``# release <sha>`` line and
-    its port in a ``server host:port ...;`` line.  sha is None in a file written without
-    the line; slot is None when the port is no slot's.  None when the text is empty or
-    has no server that is up (before the first deploy it has a ``down`` placeholder).
-    """
-    if not isinstance(upstream, str):
-        return None
-    server = _UPSTREAM_SERVER_RE.search(upstream)
-    if server is None or "down" in server.group(2).split():
-        return None
-    port = int(server.group(1))
-    slots = {_as_int(number): name for name, number in slot_ports.items()}
-    release = _UPSTREAM_RELEASE_RE.search(upstream)
-    return {"sha": release.group(1) if release else None, "slot": slots.get(port), "port": port}
+    raise AnsibleFilterError(f"slot {shown(slot)} is invalid: it must be 'blue' or 'green'")
 
 
 # --------------------------------------------------------------------------- release state
@@ -354,16 +93,16 @@ def _text_field(data: Mapping[str, Any], where: str, key: str, default: str | No
             raise _StateError(f"{where}.{key} is missing")
         return default
     if not isinstance(value, str):
-        raise _StateError(f"{where}.{key} must be a string, not {_type_name(value)}")
+        raise _StateError(f"{where}.{key} must be a string, not {type_name(value)}")
     return str(value)
 
 
 def _sha_field(data: Mapping[str, Any], where: str, key: str, optional: bool) -> str | None:
     value = data.get(key)
-    if optional and _missing(value):
+    if optional and missing(value):
         return None
-    if not isinstance(value, str) or not _SHA_RE.fullmatch(value):
-        raise _StateError(f"{where}.{key} {_shown(value)} is invalid: {SHA_RULE}")
+    if not isinstance(value, str) or not SHA_RE.fullmatch(value):
+        raise _StateError(f"{where}.{key} {shown(value)} is invalid: {SHA_RULE}")
     return str(value)
 
 
@@ -371,11 +110,11 @@ def _choice_field(
     data: Mapping[str, Any], where: str, key: str, choices: tuple[str, ...], optional: bool
 ) -> str | None:
     value = data.get(key)
-    if optional and _missing(value):
+    if optional and missing(value):
         return None
     if not isinstance(value, str) or value not in choices:
         allowed = " or ".join(repr(choice) for choice in choices)
-        raise _StateError(f"{where}.{key} {_shown(value)} is invalid: it must be {allowed}")
+        raise _StateError(f"{where}.{key} {shown(value)} is invalid: it must be {allowed}")
     return str(value)
 
 
@@ -386,7 +125,7 @@ def _extras(data: Mapping[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
 
 def _normalise_entry(raw: object, where: str) -> Entry:
     if not isinstance(raw, Mapping):
-        raise _StateError(f"{where} must be a mapping, not {_type_name(raw)}")
+        raise _StateError(f"{where} must be a mapping, not {type_name(raw)}")
     status = _choice_field(raw, where, "status", STATUSES, optional=False)
     entry: Entry = {
         "sha": _sha_field(raw, where, "sha", optional=False),
@@ -408,7 +147,7 @@ def _normalise_current(raw: object) -> dict[str, Any] | None:
     if raw is None or (isinstance(raw, Mapping) and not raw):
         return None
     if not isinstance(raw, Mapping):
-        raise _StateError(f"current must be a mapping or null, not {_type_name(raw)}")
+        raise _StateError(f"current must be a mapping or null, not {type_name(raw)}")
     current: dict[str, Any] = {
         "sha": _sha_field(raw, "current", "sha", optional=False),
         "slot": _choice_field(raw, "current", "slot", SLOTS, optional=False),
@@ -424,14 +163,14 @@ def _normalise_state(data: Mapping[str, Any]) -> State:
     version = data.get("version", STATE_VERSION)
     if isinstance(version, bool) or version != STATE_VERSION:
         raise _StateError(
-            f"version {_shown(version)} is not supported (this playbook reads version "
+            f"version {shown(version)} is not supported (this playbook reads version "
             f"{STATE_VERSION})"
         )
     history = data.get("history")
     if history is None:
         history = []
     if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
-        raise _StateError(f"history must be a list, not {_type_name(history)}")
+        raise _StateError(f"history must be a list, not {type_name(history)}")
     state: State = {
         "version": STATE_VERSION,
         "current": _normalise_current(data.get("current")),
@@ -473,7 +212,7 @@ def release_state(raw: object) -> State:
             ) from None
     if not isinstance(data, Mapping):
         raise AnsibleFilterError(
-            f"release state is corrupt: it must be a JSON object, not {_type_name(data)}; {hint}"
+            f"release state is corrupt: it must be a JSON object, not {type_name(data)}; {hint}"
         )
     try:
         return _normalise_state(data)
@@ -506,7 +245,7 @@ def record_release(state: object, entry: Mapping[str, Any], keep: int = 5) -> St
     ``keep + 1``-th distinct succeeded sha and everything older are dropped.  Failed entries
     in between are kept.  Finally, history is cut to at most ``max(keep * 4, 20)`` entries.
     """
-    keep_count = _count(keep, "keep", minimum=1)
+    keep_count = count_option(keep, "keep", minimum=1)
     new_state = release_state(state)
     try:
         new_entry = _normalise_entry(entry, "entry")
@@ -524,9 +263,9 @@ def reconcile_state(state: object, serving: Mapping[str, Any] | None, image: str
     A run killed after its switch leaves the proxy on a release the history does not
     record as current; deploying next into "the other slot" would then replace the
     release that serves.  The proxy is the truth for traffic: when it names a release
-    (sha and slot, see serving_release) other than ``current``, ``current`` becomes that
-    release (image ``image:sha``) with ``reconciled: true``.  Otherwise the state is
-    returned normalised and unchanged.
+    (sha and slot, see edge_upstream.serving_release) other than ``current``,
+    ``current`` becomes that release (image ``image:sha``) with ``reconciled: true``.
+    Otherwise the state is returned normalised and unchanged.
     """
     new_state = release_state(state)
     if not serving or not serving.get("sha") or serving.get("slot") not in SLOTS:
@@ -565,7 +304,7 @@ def _retained(state: State, keep: int) -> list[Release]:
         if entry["status"] == "succeeded" and entry["sha"] not in seen:
             seen.add(entry["sha"])
             items.append(_release_item(entry))
-    return items[:keep]
+    return items
 
 
 def retained_releases(state: object, keep: int = 5) -> list[Release]:
@@ -575,7 +314,7 @@ def retained_releases(state: object, keep: int = 5) -> list[Release]:
     succeeded entry.  The current release, when there is one, is always first (its values
     come from ``current``).
     """
-    return _retained(release_state(state), _count(keep, "keep", minimum=1))
+    return _retained(release_state(state), count_option(keep, "keep", minimum=1))
 
 
 def _current_sha(state: State) -> str | None:
@@ -626,9 +365,9 @@ def resolve_release(state: object, prefix: str | None, keep: int = 5) -> Release
     release) matches.
     """
     normalised = release_state(state)
-    retained = _retained(normalised, _count(keep, "keep", minimum=1))
+    retained = _retained(normalised, count_option(keep, "keep", minimum=1))
     current_sha = _current_sha(normalised)
-    if _missing(prefix):
+    if missing(prefix):
         previous = _previous(retained, current_sha)
         if previous is None:
             raise AnsibleFilterError(
@@ -662,7 +401,7 @@ def _present_refs(present: object) -> list[str]:
     if isinstance(present, Sequence) and not isinstance(present, (bytes, bytearray)):
         return [str(ref) for ref in present if isinstance(ref, str)]
     raise AnsibleFilterError(
-        f"present must be a list of image references, not {_type_name(present)}"
+        f"present must be a list of image references, not {type_name(present)}"
     )
 
 
@@ -688,10 +427,8 @@ def images_to_prune(
       are ever listed.
     """
     normalised = release_state(state)
-    retained = _retained(normalised, _count(keep, "keep", minimum=1))
-    keep_images = {str(item["image"]) for item in retained}
-    if normalised["current"] is not None:
-        keep_images.add(str(normalised["current"]["image"]))
+    retained = _retained(normalised, count_option(keep, "keep", minimum=1))
+    keep_images = {str(item["image"]) for item in retained}  # the current release's is first
     if image_repo is not None and image_repo != "":
         error = image_error(image_repo, name="image_repo")
         if error:
@@ -723,13 +460,13 @@ def history_lines(state: object, limit: int = 10) -> list[str]:
     """
     normalised = release_state(state)
     lines: list[str] = []
-    for entry in normalised["history"][: _count(limit, "limit", minimum=0)]:
+    for entry in normalised["history"][: count_option(limit, "limit", minimum=0)]:
         line = (
             f"{entry['at'] or '?':<20}  {entry['kind']:<8}  {entry['sha'][:12]:<12}  "
             f"{entry['status']:<9}  by {entry['by'] or '?'}"
         )
         if entry["status"] == "failed" and entry["message"]:
-            line += f": {_one_line(entry['message'], MAX_MESSAGE)}"
+            line += f": {one_line(entry['message'], MAX_MESSAGE)}"
         lines.append(line)
     return lines
 
@@ -753,21 +490,12 @@ def failed_hosts(hostvars: Mapping[str, Any], hosts: Sequence[str]) -> list[str]
 
 
 class FilterModule:
-    """Ansible filter plugin: each function above under its own name."""
+    """Ansible filter plugin: the release history, slot and fleet filters under their names."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         functions: tuple[Callable[..., Any], ...] = (
-            sha_error,
-            app_name_error,
-            port_error,
-            health_path_error,
-            env_error,
-            image_error,
-            env_file_content,
             other_slot,
-            serving_release,
             reconcile_state,
-            release_state,
             record_release,
             retained_releases,
             previous_release,

@@ -1,40 +1,34 @@
-"""Unit tests for filter_plugins/releases.py (validation, env files, slots, release state)."""
+"""Unit tests for filter_plugins/release_history.py: slots, release state, rollbacks, pruning."""
 
 from __future__ import annotations
 
 import copy
+import datetime
 import itertools
 import json
-import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import releases
+import release_history
 from ansible.errors import AnsibleFilterError
-from hypothesis import assume, given
+from edge_upstream import serving_release, upstream_text
+from hypothesis import given
 from hypothesis import strategies as st
-from releases import (
+from release_history import (
     FilterModule,
-    app_name_error,
-    env_error,
-    env_file_content,
-    health_path_error,
     history_lines,
-    image_error,
     images_to_prune,
     other_slot,
-    port_error,
     previous_release,
     record_release,
     release_state,
     resolve_release,
     retained_releases,
-    sha_error,
 )
 
 REPO = "registry.test:5000/melk-ai"
-HEX = "0123456789abcdef"
 
 
 def full_sha(n: int) -> str:
@@ -98,229 +92,6 @@ def rollback(state: dict[str, Any], prefix: str | None = None, keep: int = 5) ->
 
 def current_sha(state: dict[str, Any]) -> str | None:
     return None if state["current"] is None else str(state["current"]["sha"])
-
-
-# --------------------------------------------------------------------------- sha
-
-
-@pytest.mark.parametrize("value", ["abc1234", "a" * 40, "0123456789abcdef0123456789abcdef01234567"])
-def test_sha_valid(value: str) -> None:
-    assert sha_error(value) == ""
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (
-            "abc123",
-            "sha 'abc123' is invalid: it must be 7 to 40 lowercase hex characters (0-9, a-f)",
-        ),
-        ("a" * 41, f"sha '{'a' * 41}' is invalid"),
-        ("ABC1234", "sha 'ABC1234' is invalid"),
-        ("abcdefg", "sha 'abcdefg' is invalid"),
-        ("abc; touch /tmp/x", "sha 'abc; touch /tmp/x' is invalid"),
-        ("abc1234\n", "sha 'abc1234\\n' is invalid"),
-        (" abc1234", "sha ' abc1234' is invalid"),
-        (1234567, "sha 1234567 is invalid"),
-        (None, "sha is required: pass -e sha=<7-40 lowercase hex characters>"),
-        ("", "sha is required: pass -e sha=<7-40 lowercase hex characters>"),
-    ],
-)
-def test_sha_invalid(value: object, expected: str) -> None:
-    message = sha_error(value)
-    assert message.startswith(expected)
-    assert "\n" not in message
-
-
-def test_sha_long_value_shows_length_not_value() -> None:
-    value = "z" * 65
-    message = sha_error(value)
-    assert value not in message
-    assert "65 characters" in message
-    assert "'" + "z" * 64 + "'" in sha_error("z" * 64)
-
-
-@given(st.text(alphabet=HEX, min_size=7, max_size=40))
-def test_sha_any_lowercase_hex_passes(value: str) -> None:
-    assert sha_error(value) == ""
-
-
-@given(st.text())
-def test_sha_any_other_text_fails(value: str) -> None:
-    assume(re.fullmatch(r"[0-9a-f]{7,40}", value) is None)
-    message = sha_error(value)
-    assert message.startswith("sha ")
-    assert "\n" not in message
-
-
-# --------------------------------------------------------------------------- app_name
-
-
-@pytest.mark.parametrize("value", ["melk-ai", "a", "0app", "app-1", "a" * 63])
-def test_app_name_valid(value: str) -> None:
-    assert app_name_error(value) == ""
-
-
-@pytest.mark.parametrize(
-    "value", ["my app", "my/app", "MyApp", "-app", "app_x", "a" * 64, "app\n", 5, ["a"]]
-)
-def test_app_name_invalid(value: object) -> None:
-    message = app_name_error(value)
-    assert message.startswith("app_name ")
-    assert "is invalid" in message
-
-
-@pytest.mark.parametrize("value", [None, ""])
-def test_app_name_required(value: object) -> None:
-    assert app_name_error(value).startswith("app_name is required")
-
-
-# --------------------------------------------------------------------------- port
-
-
-@pytest.mark.parametrize("value", [1, 8000, 65535, "8000", "1", "65535"])
-def test_port_valid(value: object) -> None:
-    assert port_error(value) == ""
-
-
-@pytest.mark.parametrize(
-    "value", [0, 70000, 65536, -1, True, False, "0", "65536", "-1", " 80", "80a", "8.0", 80.0]
-)
-def test_port_invalid(value: object) -> None:
-    assert port_error(value).startswith(f"app_port {value!r} is invalid")
-
-
-def test_port_required_and_named() -> None:
-    assert port_error(None).startswith("app_port is required")
-    assert port_error("", name="health_port").startswith("health_port is required")
-    assert port_error("99999999999999999999").startswith("app_port '9999")
-
-
-# --------------------------------------------------------------------------- health path
-
-
-@pytest.mark.parametrize("value", ["/", "/health", "/api/health?full=1", "/" + "a" * 2047])
-def test_health_path_valid(value: str) -> None:
-    assert health_path_error(value) == ""
-
-
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        ("health", "must start with '/'"),
-        ("/he alth", "whitespace"),
-        ("/a\tb", "whitespace"),
-        ("/a\x00b", "control"),
-        ("/a\x7fb", "control"),
-        ("/" + "a" * 2048, "at most 2048"),
-        (5, "must be a string"),
-        (None, "is required"),
-        ("", "is required"),
-    ],
-)
-def test_health_path_invalid(value: object, reason: str) -> None:
-    message = health_path_error(value)
-    assert message.startswith("health_path ")
-    assert reason in message
-
-
-# --------------------------------------------------------------------------- env
-
-
-SECRET = "hunter2-very-secret"
-
-
-@pytest.mark.parametrize(
-    "value",
-    [{}, {"A": "x", "B": 1, "C": 1.5, "D": True, "_E": "", "F_1": "a=b c#d 'q'"}],
-)
-def test_env_valid(value: dict[str, object]) -> None:
-    assert env_error(value) == ""
-
-
-@pytest.mark.parametrize("value", [None, [], "A=B", ["A=B"], 5])
-def test_env_not_a_mapping(value: object) -> None:
-    message = env_error(value)
-    assert message.startswith("app_env is invalid: it must be a mapping")
-
-
-@pytest.mark.parametrize(
-    ("value", "named"),
-    [
-        ({f"DB_PASSWORD={SECRET}": "x"}, "'DB_PASSWORD=...'"),
-        ({"MY KEY": "x"}, "'MY KEY'"),
-        ({"1ABC": "x"}, "'1ABC'"),
-        ({"": "x"}, "''"),
-        ({1: "x"}, "key 1 "),
-        ({"TOKEN": f"line1\n{SECRET}"}, "'TOKEN'"),
-        ({"TOKEN": f"{SECRET}\r"}, "'TOKEN'"),
-        ({"TOKEN": f"{SECRET}\x00"}, "'TOKEN'"),
-        ({"TOKEN": None}, "'TOKEN'"),
-        ({"TOKEN": [SECRET]}, "'TOKEN'"),
-        ({"TOKEN": {"nested": SECRET}}, "'TOKEN'"),
-    ],
-)
-def test_env_invalid_names_key_never_value(value: dict[object, object], named: str) -> None:
-    message = env_error(value)
-    assert message.startswith("app_env ")
-    assert named in message
-    assert SECRET not in message
-    assert "hunter2" not in message
-    assert "\n" not in message
-
-
-def test_env_file_content() -> None:
-    value = {"ZED": "last", "APP_MODE": "ok", "FLAG": True, "OFF": False, "N": 3, "X": 0.5}
-    assert env_file_content(value) == ("APP_MODE=ok\nFLAG=true\nN=3\nOFF=false\nX=0.5\nZED=last\n")
-    assert env_file_content({}) == ""
-    assert env_file_content({"A": "a=b 'c' $HOME"}) == "A=a=b 'c' $HOME\n"
-
-
-def test_env_file_content_refuses_without_leaking() -> None:
-    with pytest.raises(AnsibleFilterError) as info:
-        env_file_content({"GOOD": "ok", "TOKEN": f"{SECRET}\nmore"})
-    assert "TOKEN" in str(info.value)
-    assert SECRET not in str(info.value)
-
-
-# --------------------------------------------------------------------------- image
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "melk-ai",
-        "registry.test:5000/melk-ai",
-        "registry.test/team/melk-ai",
-        "localhost:5000/melk-ai",
-        "team/melk_ai.web",
-    ],
-)
-def test_image_valid(value: str) -> None:
-    assert image_error(value) == ""
-
-
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        ("melk-ai:v1", "tag"),
-        ("registry.test:5000/melk-ai:v1", "tag"),
-        ("melk-ai@sha256:abc", "digest"),
-        ("melk ai", "whitespace"),
-        ("Melk-AI", "lowercase"),
-        ("registry.test:5000/", "lowercase"),
-        ("/melk-ai", "lowercase"),
-        ("team//melk-ai", "lowercase"),
-        ("bad_host.test:x/melk-ai", "registry host"),
-        (None, "is required"),
-        ("", "is required"),
-        (5, "must be a string"),
-    ],
-)
-def test_image_invalid(value: object, reason: str) -> None:
-    message = image_error(value)
-    assert message.startswith("app_image ")
-    assert reason in message
 
 
 # --------------------------------------------------------------------------- slots
@@ -658,23 +429,11 @@ def test_history_lines_flatten_long_messages() -> None:
     assert "line one line two" in line
 
 
-# --------------------------------------------------------------------------- plugin
-
-
-def test_filter_module_exposes_every_filter() -> None:
+def test_filter_module_exposes_the_history_filters() -> None:
     filters = FilterModule().filters()
     assert set(filters) == {
-        "sha_error",
-        "app_name_error",
-        "port_error",
-        "health_path_error",
-        "env_error",
-        "image_error",
-        "env_file_content",
         "other_slot",
-        "serving_release",
         "reconcile_state",
-        "release_state",
         "record_release",
         "retained_releases",
         "previous_release",
@@ -683,7 +442,7 @@ def test_filter_module_exposes_every_filter() -> None:
         "history_lines",
         "failed_hosts",
     }
-    assert all(filters[name] is getattr(releases, name) for name in filters)
+    assert all(filters[name] is getattr(release_history, name) for name in filters)
 
 
 # --------------------------------------------------------------------------- properties
@@ -756,56 +515,11 @@ def test_resolve_prefix_of_retained(ops: list[tuple[str, str]], keep: int) -> No
         assert resolve_release(state, None, keep=keep) == previous
 
 
-@given(
-    st.dictionaries(
-        st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True),
-        st.one_of(
-            st.text(alphabet=st.characters(blacklist_characters="\n\r\x00")),
-            st.integers(),
-            st.booleans(),
-        ),
-        max_size=8,
-    )
-)
-def test_env_file_round_trip(env: dict[str, object]) -> None:
-    content = env_file_content(env)
-    assert content.count("\n") == len(env)  # Docker splits env files on "\n" only
-    parsed = dict(line.split("=", 1) for line in content.split("\n")[:-1])
-    assert list(parsed) == sorted(env)
-    for key, value in env.items():
-        expected = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        assert parsed[key] == expected
-
-
 # --------------------------------------------------------------------------- proxy reconcile
 
 SLOT_PORTS = {"blue": 18001, "green": 18002}
 SHA_A = "a" * 40
 SHA_B = "b" * 40
-
-
-def upstream_text(port: int, sha: str | None = None) -> str:
-    lines = ["# Ansible managed"]
-    if sha:
-        lines.append(f"# release {sha}")
-    lines.append(f"server 127.0.0.1:{port} max_fails=0;")
-    return "\n".join(lines) + "\n"
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (upstream_text(18002, SHA_B), {"sha": SHA_B, "slot": "green", "port": 18002}),
-        (upstream_text(18001), {"sha": None, "slot": "blue", "port": 18001}),
-        (upstream_text(8080, SHA_A), {"sha": SHA_A, "slot": None, "port": 8080}),
-        ("# no release deployed yet\nserver 127.0.0.1:9 down;\n", None),
-        ("", None),
-        (None, None),
-        ("garbage", None),
-    ],
-)
-def test_serving_release(text: str | None, expected: dict[str, object] | None) -> None:
-    assert releases.serving_release(text, SLOT_PORTS) == expected
 
 
 def state_serving(sha: str, slot: str) -> dict[str, object]:
@@ -816,13 +530,13 @@ def state_serving(sha: str, slot: str) -> dict[str, object]:
         "kind": "deploy",
         "status": "succeeded",
     }
-    return releases.record_release(None, entry)
+    return release_history.record_release(None, entry)
 
 
 def test_reconcile_keeps_a_state_that_agrees_with_the_proxy() -> None:
     state = state_serving(SHA_A, "blue")
-    serving = releases.serving_release(upstream_text(18001, SHA_A), SLOT_PORTS)
-    assert releases.reconcile_state(state, serving, "reg/app") == state
+    serving = serving_release(upstream_text(18001, SHA_A), SLOT_PORTS)
+    assert release_history.reconcile_state(state, serving, "reg/app") == state
 
 
 @pytest.mark.parametrize(
@@ -833,13 +547,13 @@ def test_reconcile_trusts_the_history_when_the_proxy_names_no_release(
     serving: dict[str, object] | None,
 ) -> None:
     state = state_serving(SHA_A, "blue")
-    assert releases.reconcile_state(state, serving, "reg/app") == state
+    assert release_history.reconcile_state(state, serving, "reg/app") == state
 
 
 def test_reconcile_follows_the_proxy_after_a_run_killed_after_its_switch() -> None:
     state = state_serving(SHA_A, "blue")
-    serving = releases.serving_release(upstream_text(18002, SHA_B), SLOT_PORTS)
-    fixed = releases.reconcile_state(state, serving, "reg/app")
+    serving = serving_release(upstream_text(18002, SHA_B), SLOT_PORTS)
+    fixed = release_history.reconcile_state(state, serving, "reg/app")
     assert fixed["current"] == {
         "sha": SHA_B,
         "slot": "green",
@@ -849,15 +563,15 @@ def test_reconcile_follows_the_proxy_after_a_run_killed_after_its_switch() -> No
         "reconciled": True,
     }
     assert fixed["history"] == state["history"]
-    assert releases.other_slot(fixed["current"]["slot"]) == "blue"
+    assert release_history.other_slot(fixed["current"]["slot"]) == "blue"
     # the history still offers the release before as the one to roll back to
-    assert releases.previous_release(fixed)["sha"] == SHA_A
+    assert release_history.previous_release(fixed)["sha"] == SHA_A
     assert state["current"]["sha"] == SHA_A  # the input is not changed
 
 
 def test_reconcile_on_a_host_with_no_history() -> None:
     serving = {"sha": SHA_B, "slot": "green", "port": 18002}
-    fixed = releases.reconcile_state(None, serving, "reg/app")
+    fixed = release_history.reconcile_state(None, serving, "reg/app")
     assert fixed["current"]["slot"] == "green"
     assert fixed["history"] == []
 
@@ -880,4 +594,254 @@ def test_failed_hosts_are_those_of_the_play_whose_run_failed(
     }
     hostvars["elsewhere"] = {"app_deploy_run_outcome": "failed"}  # not in this play
     hosts = [*outcomes, "not-in-hostvars"]
-    assert releases.failed_hosts(hostvars, hosts) == expected
+    assert release_history.failed_hosts(hostvars, hosts) == expected
+
+
+# --------------------------------------------------------------------------- defaults and options
+
+
+def test_history_length_cap_grows_with_keep() -> None:
+    state = deploys(A, keep=6)
+    for _ in range(30):
+        state = step(state, B, status="failed", keep=6)
+    assert len(state["history"]) == 24  # max(6 * 4, 20)
+
+
+def test_five_releases_are_kept_by_default() -> None:
+    state = release_state(None)
+    for sha in (A, B, C, D, E):
+        state = record_release(state, entry(sha), keep=10)
+    assert {e["sha"] for e in record_release(state, entry(F))["history"]} == {F, E, D, C, B}
+    state = record_release(state, entry(F), keep=10)
+    assert [item["sha"] for item in retained_releases(state)] == [F, E, D, C, B]
+    assert resolve_release(state, B[:8])["sha"] == B
+    with pytest.raises(AnsibleFilterError, match=f"^sha '{A[:8]}' matches no retained release"):
+        resolve_release(state, A[:8])
+    # with the default keep, A's image is no longer retained; F..B's are
+    assert images_to_prune(state, image_repo=REPO, present=[f"{REPO}:{s}" for s in (A, B, F)]) == [
+        f"{REPO}:{A}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda s: retained_releases(s, keep="x"),
+            "keep 'x' is invalid: it must be a whole number",
+        ),
+        (lambda s: resolve_release(s, None, keep=0), "keep 0 is invalid: it must be at least 1"),
+        (
+            lambda s: images_to_prune(s, keep=[]),
+            "keep (a list) is invalid: it must be a whole number",
+        ),
+        (lambda s: record_release(s, entry(B), keep="2x"), "keep '2x' is invalid"),
+        (lambda s: history_lines(s, limit=-1), "limit -1 is invalid: it must be at least 0"),
+        (lambda s: history_lines(s, limit="n"), "limit 'n' is invalid: it must be a whole number"),
+    ],
+)
+def test_options_are_named_in_their_messages(call: Any, message: str) -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        call(deploys(A))
+    assert str(caught.value).startswith(message)
+
+
+def test_history_lines_shows_ten_by_default_and_question_marks_for_unknowns() -> None:
+    state = release_state(None)
+    for n in range(12):
+        state = record_release(
+            state,
+            {
+                "sha": full_sha(n),
+                "image": "i",
+                "slot": "blue",
+                "kind": "deploy",
+                "status": "succeeded",
+            },
+            keep=20,
+        )
+    lines = history_lines(state)
+    assert len(lines) == 10
+    assert lines[0] == f"{'?':<20}  deploy    {full_sha(11)[:12]}  succeeded  by ?"
+
+
+def test_history_lines_shows_a_message_only_for_a_failure() -> None:
+    state = record_release(None, entry(A, message="all fine"))
+    assert history_lines(state) == [
+        f"{state['history'][0]['at']}  deploy    {A[:12]}  succeeded  by alice@ctl"
+    ]
+
+
+def test_listing_shows_only_the_sha_when_time_and_user_are_unknown() -> None:
+    state = record_release(
+        None, {"sha": A, "image": "i", "slot": "blue", "kind": "deploy", "status": "succeeded"}
+    )
+    with pytest.raises(AnsibleFilterError) as caught:
+        resolve_release(state, "fffffff")
+    assert str(caught.value) == (
+        f"sha 'fffffff' matches no retained release; retained releases: {A} (current)"
+    )
+
+
+def test_other_slot_message() -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        other_slot("red")
+    assert str(caught.value) == "slot 'red' is invalid: it must be 'blue' or 'green'"
+
+
+# --------------------------------------------------------------------------- pruning edges
+
+
+def test_prune_skips_other_repositories_and_keeps_going() -> None:
+    state = deploys(A)
+    present = ["other/app:1", f"{REPO}:old", f"{REPO}-x:1", REPO + ":", f"{REPO}:<none>"]
+    assert images_to_prune(state, image_repo=REPO, present=present) == [f"{REPO}:old"]
+
+
+def test_prune_with_an_empty_repo_is_history_mode_over_every_repo() -> None:
+    state = deploys(A, B, C, keep=5)
+    assert images_to_prune(state, keep=1, image_repo="") == [f"{REPO}:{A}", f"{REPO}:{B}"]
+
+
+@pytest.mark.parametrize(
+    ("present", "message"),
+    [
+        (5, "present must be a list of image references, not an integer"),
+        (b"reg/app:1", "present must be a list of image references, not a list"),
+    ],
+)
+def test_prune_refuses_present_that_is_not_a_list(present: object, message: str) -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        images_to_prune(deploys(A), image_repo=REPO, present=present)  # type: ignore[arg-type]
+    assert str(caught.value) == message
+
+
+def test_prune_host_mode_message() -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        images_to_prune(deploys(A), present=[])
+    assert str(caught.value) == (
+        "image_repo is required when present is given, so that only this app's images are pruned"
+    )
+
+
+# --------------------------------------------------------------------------- state fields
+
+
+def test_a_timestamp_parsed_by_yaml_is_written_back_in_utc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # the controller's own zone plays no part
+    time.tzset()
+    try:
+        tz = datetime.timezone(datetime.timedelta(hours=2))
+        raw = dict(entry(A), at=datetime.datetime(2026, 11, 27, 6, 5, 4, tzinfo=tz))
+        assert record_release(None, raw)["history"][0]["at"] == "2026-11-27T04:05:04Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_missing_optional_fields_are_filled_with_empty_text() -> None:
+    raw = {"sha": A, "image": "i", "slot": "blue", "kind": "deploy", "status": "succeeded"}
+    state = record_release({"current": {"sha": B, "slot": "green", "image": "j"}}, raw)
+    recorded = state["history"][0]
+    assert (recorded["at"], recorded["by"], recorded["message"], recorded["from_sha"]) == (
+        "",
+        "",
+        "",
+        None,
+    )
+    assert release_state({"current": {"sha": B, "slot": "green", "image": "j"}})["current"] == {
+        "sha": B,
+        "slot": "green",
+        "image": "j",
+        "at": "",
+        "by": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image": ""}, "entry.image is missing"),
+        ({"image": 5}, "entry.image must be a string, not an integer"),
+        ({"by": ["x"]}, "entry.by must be a string, not a list"),
+        ({"message": 1.5}, "entry.message must be a string, not a number"),
+        ({"status": None}, "entry.status None is invalid: it must be 'succeeded' or 'failed'"),
+        ({"kind": None}, "entry.kind None is invalid: it must be 'deploy' or 'rollback'"),
+        ({"kind": "x"}, "entry.kind 'x' is invalid: it must be 'deploy' or 'rollback'"),
+        ({"sha": None}, "entry.sha None is invalid: it must be 7 to 40 lowercase hex"),
+        ({"status": "failed", "slot": "red"}, "entry.slot 'red' is invalid: it must be 'blue' or"),
+    ],
+)
+def test_invalid_entry_messages(change: dict[str, object], message: str) -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        record_release(None, dict(entry(A), **change))
+    assert str(caught.value).startswith(f"release entry is invalid: {message}")
+
+
+def test_a_failed_entry_may_have_no_slot() -> None:
+    state = record_release(None, dict(entry(A, status="failed"), slot=None))
+    assert state["history"][0]["slot"] is None
+
+
+HINT = "repair the state file or move it aside (its history is then lost)"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([], f"release state is corrupt: it must be a JSON object, not a list; {HINT}"),
+        (
+            {"history": 5},
+            f"release state is corrupt: history must be a list, not an integer; {HINT}",
+        ),
+        (
+            {"history": [5]},
+            f"release state is corrupt: history[0] must be a mapping, not an integer; {HINT}",
+        ),
+        (
+            {"current": 5},
+            f"release state is corrupt: current must be a mapping or null, not an integer; {HINT}",
+        ),
+        (
+            {"current": {"slot": "blue", "image": "i"}},
+            "release state is corrupt: current.sha None is invalid",
+        ),
+        (
+            {"current": {"sha": A, "image": "i"}},
+            "release state is corrupt: current.slot None is invalid",
+        ),
+        (
+            {"current": {"sha": A, "slot": "blue"}},
+            "release state is corrupt: current.image is missing",
+        ),
+        (
+            {"current": {"sha": A, "slot": "blue", "image": "i", "at": 1}},
+            "release state is corrupt: current.at must be a string",
+        ),
+        (
+            {"current": {"sha": A, "slot": "blue", "image": "i", "by": 1}},
+            "release state is corrupt: current.by must be a string",
+        ),
+    ],
+)
+def test_corrupt_state_messages(raw: object, message: str) -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        release_state(raw)
+    assert str(caught.value).startswith(message)
+
+
+def test_the_version_is_written_back_as_the_integer() -> None:
+    state = release_state('{"version": 1.0}')
+    assert state["version"] == 1
+    assert isinstance(state["version"], int)
+
+
+def test_unknown_fields_are_copied_not_shared() -> None:
+    raw = {"history": [dict(entry(A), extra={"tags": ["x"]})], "meta": {"tags": ["y"]}}
+    state = release_state(raw)
+    state["history"][0]["extra"]["tags"].append("changed")
+    state["meta"]["tags"].append("changed")
+    assert raw["history"][0]["extra"] == {"tags": ["x"]}  # type: ignore[index]
+    assert raw["meta"] == {"tags": ["y"]}
