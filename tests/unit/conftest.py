@@ -43,6 +43,7 @@ for directory in PLUGIN_DIRS:
 if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
 
+
 class _PackagePathAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports ``name`` as the module ``qualified[name]`` (its package path)."""
 
