@@ -3,7 +3,7 @@ daemon.json keys reach the Docker engine's API, and whether app.env must be writ
 
 Plain, pure functions (no I/O, inputs never mutated), each exposed by ``FilterModule`` under
 its own name, so they are unit tested without Ansible (tests/unit/test_inputs_extra.py).
-Like the validators of releases.py, ``*_error`` returns ``''`` for a valid value and
+Like the validators of input_checks.py, ``*_error`` returns ``''`` for a valid value and
 otherwise a one-line message that names the variable.
 """
 
@@ -37,7 +37,7 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 def deploy_sha_error(value: object, name: str = "sha") -> str:
     """'' if a deploy can pull the image tagged value: a full or a 7-character short sha.
 
-    sha_error (releases.py) checks the 7-40 hex grammar common to deploy and rollback; a
+    sha_error (input_checks.py) checks the 7-40 hex grammar common to deploy and rollback; a
     deploy pulls ``app_image:sha``, and only these two forms are tags that exist.
     """
     if (
