@@ -97,7 +97,9 @@ def _text_field(data: Mapping[str, Any], where: str, key: str, default: str | No
     return str(value)
 
 
-def _sha_field(data: Mapping[str, Any], where: str, key: str, optional: bool) -> str | None:
+def _sha_field(
+    data: Mapping[str, Any], where: str, key: str, *, optional: bool = False
+) -> str | None:
     value = data.get(key)
     if optional and missing(value):
         return None
@@ -107,7 +109,12 @@ def _sha_field(data: Mapping[str, Any], where: str, key: str, optional: bool) ->
 
 
 def _choice_field(
-    data: Mapping[str, Any], where: str, key: str, choices: tuple[str, ...], optional: bool
+    data: Mapping[str, Any],
+    where: str,
+    key: str,
+    choices: tuple[str, ...],
+    *,
+    optional: bool = False,
 ) -> str | None:
     value = data.get(key)
     if optional and missing(value):
@@ -126,13 +133,13 @@ def _extras(data: Mapping[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
 def _normalise_entry(raw: object, where: str) -> Entry:
     if not isinstance(raw, Mapping):
         raise _StateError(f"{where} must be a mapping, not {type_name(raw)}")
-    status = _choice_field(raw, where, "status", STATUSES, optional=False)
+    status = _choice_field(raw, where, "status", STATUSES)
     entry: Entry = {
-        "sha": _sha_field(raw, where, "sha", optional=False),
+        "sha": _sha_field(raw, where, "sha"),
         "image": _text_field(raw, where, "image", default=None),
         # a deploy can fail before its slot is known; a success always has one
         "slot": _choice_field(raw, where, "slot", SLOTS, optional=status == "failed"),
-        "kind": _choice_field(raw, where, "kind", KINDS, optional=False),
+        "kind": _choice_field(raw, where, "kind", KINDS),
         "status": status,
         "at": _text_field(raw, where, "at", default=""),
         "by": _text_field(raw, where, "by", default=""),
@@ -149,8 +156,8 @@ def _normalise_current(raw: object) -> dict[str, Any] | None:
     if not isinstance(raw, Mapping):
         raise _StateError(f"current must be a mapping or null, not {type_name(raw)}")
     current: dict[str, Any] = {
-        "sha": _sha_field(raw, "current", "sha", optional=False),
-        "slot": _choice_field(raw, "current", "slot", SLOTS, optional=False),
+        "sha": _sha_field(raw, "current", "sha"),
+        "slot": _choice_field(raw, "current", "slot", SLOTS),
         "image": _text_field(raw, "current", "image", default=None),
         "at": _text_field(raw, "current", "at", default=""),
         "by": _text_field(raw, "current", "by", default=""),

@@ -1,8 +1,8 @@
 """The report of make mutation, from ``mutmut results --all true`` on stdin.
 
-One line per folder (generated, killed, survived, no tests, other), the score
-(killed / checked, %) and the surviving mutants' names. Mutants mutmut did not check
-(outside MUTATE) are left out. Usage::
+One line per folder (mutants checked, killed, survived, no test reached it, timed out),
+the score (killed, timeouts included, / checked, %) and the surviving mutants' names.
+Mutants mutmut did not check (outside MUTATE) are left out. Usage::
 
     mutmut results --all true | python tools/mutation_report.py --seconds 600 FOLDER...
 """
@@ -35,10 +35,9 @@ class Tally:
 
     def line(self, name: str) -> str:
         score = 100.0 * self.killed / self.checked if self.checked else 0.0
-        other = self.checked - self.killed - self.statuses["survived"] - self.statuses["no tests"]
         return (
             f"{name:<32} {self.checked:>6} {self.killed:>6} {self.statuses['survived']:>8} "
-            f"{self.statuses['no tests']:>8} {other:>5}   {score:5.1f} %"
+            f"{self.statuses['no tests']:>8} {self.statuses['timeout']:>7}   {score:5.1f} %"
         )
 
 
@@ -81,7 +80,7 @@ def report(tallies: dict[str, Tally], seconds: int | None) -> str:
         total.survivors.extend(entry.survivors)
     header = (
         f"{'folder':<32} {'mutants':>6} {'killed':>6} {'survived':>8} {'no tests':>8} "
-        f"{'other':>5}   score"
+        f"{'timeout':>7}   score"
     )
     lines = [header, *(tallies[name].line(name) for name in sorted(tallies))]
     lines.append(total.line("total"))

@@ -84,11 +84,16 @@ def module_utils_paths(root: Path) -> dict[str, str]:
     }
 
 
+# No example database in the work tree, and no flaky deadlines on a busy machine.
+settings.register_profile("unit", database=None, deadline=None)
+# Under mutmut a property test runs once per mutant of every function it reaches: fewer
+# examples there (the exact-value tests beside them do most of the killing).
+settings.register_profile("mutation", parent=settings.get_profile("unit"), max_examples=25)
+
 if "MUTANT_UNDER_TEST" in os.environ:
     sys.meta_path.insert(
         0, _PackagePathAlias({**package_paths(ROOT, PLUGIN_DIRS), **module_utils_paths(ROOT)})
     )
-
-# No example database in the work tree, and no flaky deadlines on a busy machine.
-settings.register_profile("unit", database=None, deadline=None)
-settings.load_profile("unit")
+    settings.load_profile("mutation")
+else:
+    settings.load_profile("unit")
