@@ -4,7 +4,7 @@ events. Outcomes are read from data, never from task names or message text:
 - ``melk_validation.<host>`` (set_stats by app_deploy's validate entry point,
   before its assert can fail): ``{accepted: bool, errors: [str]}``; a host with
   ``accepted: false`` was refused (bad input).
-- ``melk_release.<host>`` (set_stats by app_deploy's report.yml): ``{before,
+- ``melk_release.<host>`` (set_stats at the end of app_deploy's main.yml): ``{before,
   after, outcome, rolled_back, health, message}``.
 - A failed result that carries ``argument_errors`` (an argument spec refused the
   inputs) on a host whose input check never reported: refused too.
