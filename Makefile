@@ -15,7 +15,7 @@ export PY_COLORS := 0
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 .PHONY: help setup lock testbed lint lint-code lint-workflows security unit unit-docker molecule lane-checks lane-molecule lane-e2e lane-faults \
-	$(addprefix molecule-,$(SCENARIOS)) e2e e2e-main e2e-fleet faults faults-doc test demo demo-clean bench mutation clean
+	$(addprefix molecule-,$(SCENARIOS)) e2e e2e-main e2e-fleet e2e-extra faults faults-doc test demo demo-clean bench mutation clean
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -102,8 +102,16 @@ E2E_FLEET := tests/e2e/test_rollback.py::test_failure_on_the_third_host_rolls_th
 e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e
 
+# The option and operations tests (hooks, force, fleet without rollback,
+# status, logs, run, dry runs) run in another lane than e2e-main, on a server
+# and registry of their own.
+E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py
+
 e2e-main: testbed
-	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET)
+	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET) $(addprefix --ignore=,$(E2E_EXTRA))
+
+e2e-extra: testbed
+	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_SERVER=melk-e2e-2 MELK_REGISTRY_NAME=registry-extra $(E2E_PYTEST) $(E2E_EXTRA)
 
 e2e-fleet: testbed
 	eval "$$($(BIN)/python -m testbed env)"; MELK_REGISTRY_NAME=registry-fleet $(E2E_PYTEST) $(E2E_FLEET)
@@ -119,8 +127,9 @@ faults-doc: $(STAMP) ## copy the last make faults table into docs/faults.md
 	$(BIN)/python tests/faults/refresh_doc.py
 
 # Once the test bed is up, four lanes at once, each line prefixed with what
-# runs: the quick checks (lint, security, unit), then the e2e fleet test and
-# the Molecule scenarios not named below; the Molecule scenarios of
+# runs: the quick checks (lint, security, unit, unit-docker), then the e2e
+# fleet test, the e2e option and operations tests, and the Molecule scenarios
+# not named below; the Molecule scenarios of
 # LANE_MOLECULE one after another (longest first); the rest of the e2e suite,
 # then the scenarios of LANE_E2E_MOLECULE; and the fault suite. Apart from the
 # checks they mostly wait (boots, health windows, SSH), so they share two
@@ -138,6 +147,7 @@ test: testbed $(NODE_TOOLS) ## every check: lint, security, unit, Molecule, end-
 lane-checks:
 	@$(call lane,checks,lint security unit unit-docker)
 	@$(call lane,e2e-fleet,e2e-fleet)
+	@$(call lane,e2e-extra,e2e-extra)
 	$(if $(LANE_CHECKS_MOLECULE),@$(call lane,molecule,$(addprefix molecule-,$(LANE_CHECKS_MOLECULE))))
 
 lane-molecule:
