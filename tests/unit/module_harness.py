@@ -17,6 +17,7 @@ from typing import Any
 from unittest import mock
 
 from ansible.module_utils import _internal
+from ansible.module_utils.common import warnings
 from ansible.module_utils.testing import patch_module_args
 
 
@@ -25,7 +26,17 @@ def run_module(main: Callable[[], None], args: dict[str, Any]) -> dict[str, Any]
     'warnings' the text of each warning."""
     out = io.StringIO()
     on_the_host = mock.patch.object(_internal, "is_controller", False)
-    with patch_module_args(args), on_the_host, contextlib.redirect_stdout(out):
+    # A module's warnings are process-wide in module_utils (one module per process on
+    # a host): start each run without those of an earlier run in this process.
+    fresh_warnings = mock.patch.dict(warnings._global_warnings, clear=True)
+    fresh_deprecations = mock.patch.dict(warnings._global_deprecations, clear=True)
+    with (
+        patch_module_args(args),
+        on_the_host,
+        fresh_warnings,
+        fresh_deprecations,
+        contextlib.redirect_stdout(out),
+    ):
         try:
             main()
         except SystemExit as done:
