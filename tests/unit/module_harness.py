@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from unittest import mock
 
@@ -55,3 +55,19 @@ def warning_text(warning: Any) -> str:
     if isinstance(warning, dict):
         return str(warning["event"]["msg"])
     return str(warning)
+
+
+class Docker:
+    """A fake docker: answers each command line from a table of (argv prefix, answer),
+    and keeps the command lines (Kamal-style: the tests assert them exactly)."""
+
+    def __init__(self, *answers: tuple[list[str], tuple[int, str, str]]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        self.calls.append(list(argv))
+        for prefix, answer in self.answers:
+            if list(argv[: len(prefix)]) == prefix:
+                return answer
+        return 0, "", ""

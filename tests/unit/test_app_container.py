@@ -14,7 +14,7 @@ import app_container
 import pytest
 from ansible.module_utils.melk_docker import STATE_FORMAT
 from app_container import decide_stop, run
-from module_harness import run_module
+from module_harness import Docker, run_module
 
 BUSYBOX = "melk-testbed/busybox:1"
 
@@ -26,22 +26,6 @@ def docker(*args: str) -> subprocess.CompletedProcess[str]:
 def runner(argv: Sequence[str]) -> tuple[int, str, str]:
     done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
     return done.returncode, done.stdout, done.stderr
-
-
-class Docker:
-    """Answers each docker command line from a table of (argv prefix, answer), and keeps
-    the command lines (Kamal-style: the tests assert them exactly)."""
-
-    def __init__(self, *answers: tuple[list[str], tuple[int, str, str]]) -> None:
-        self.answers = answers
-        self.calls: list[list[str]] = []
-
-    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
-        self.calls.append(list(argv))
-        for prefix, answer in self.answers:
-            if list(argv[: len(prefix)]) == prefix:
-                return answer
-        return 0, "", ""
 
 
 NAME = "melk-ai-blue"

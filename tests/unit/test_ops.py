@@ -21,25 +21,10 @@ from ansible.module_utils.melk_docker import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
-from module_harness import run_module
+from module_harness import Docker, run_module
 from ops_inputs import command_argv, log_lines_error, log_since_error, run_command_error
 
 BUSYBOX = "melk-testbed/busybox:1"
-
-
-class Docker:
-    """Answers each command line from a table of (argv prefix, answer) and keeps them."""
-
-    def __init__(self, *answers: tuple[list[str], tuple[int, str, str]]) -> None:
-        self.answers = answers
-        self.calls: list[list[str]] = []
-
-    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
-        self.calls.append(list(argv))
-        for prefix, answer in self.answers:
-            if list(argv[: len(prefix)]) == prefix:
-                return answer
-        return 0, "", ""
 
 
 def real(argv: Sequence[str]) -> tuple[int, str, str]:
