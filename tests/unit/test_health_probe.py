@@ -3,18 +3,23 @@ the probe against a real HTTP server on this machine."""
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import health_probe
 import pytest
 from ansible.module_utils.melk_docker import STATE_FORMAT, parse_state
 from health_probe import (
+    CLOCK_TOLERANCE,
     NO_ANSWER,
     finished,
     healthy_codes,
@@ -31,23 +36,41 @@ OK = list(range(200, 300))
 
 
 class FakeTime:
-    """A clock that moves only when slept on, or by probe_cost per probe."""
+    """A clock that moves only when slept on, or by probe_cost per probe. probed_at and
+    slept are relative to start; a loop that would never end (more than limit probes)
+    is stopped with an error, so that it fails at once instead of hanging. So is a second
+    probe at the same instant: the loop never sends one, and a loop that slept with
+    time.sleep instead of the fake sleep would send them, the fake clock standing still."""
 
-    def __init__(self, statuses: list[int], probe_cost: float = 0.0) -> None:
-        self.now = 0.0
+    def __init__(
+        self,
+        statuses: list[int],
+        probe_cost: float = 0.0,
+        start: float = 0.0,
+        limit: int = 1000,
+    ) -> None:
+        self.start = start
+        self.now = start
         self.statuses = statuses
         self.probe_cost = probe_cost
+        self.limit = limit
         self.probed_at: list[float] = []
+        self.slept: list[float] = []
 
     def clock(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
         assert seconds > 0
+        self.slept.append(seconds)
         self.now += seconds
 
     def probe(self) -> tuple[int, str]:
-        self.probed_at.append(self.now)
+        if len(self.probed_at) >= self.limit:
+            raise RuntimeError(f"more than {self.limit} probes: the loop does not end")
+        if self.probed_at and self.now - self.start == self.probed_at[-1]:
+            raise RuntimeError(f"a second probe at {self.probed_at[-1]}: the clock stood still")
+        self.probed_at.append(self.now - self.start)
         self.now += self.probe_cost
         index = min(len(self.probed_at), len(self.statuses)) - 1
         status = self.statuses[index]
@@ -75,7 +98,7 @@ def test_healthy_codes_default_to_any_2xx() -> None:
     ],
 )
 def test_finished(mode: str, healthy: bool, elapsed: float, expected: bool) -> None:
-    assert finished(mode, healthy, elapsed, 2.0, 1.0) is expected
+    assert finished(mode, healthy, elapsed, 2.0) is expected
 
 
 def test_wait_retries_until_healthy() -> None:
@@ -196,6 +219,66 @@ def test_a_window_that_is_a_whole_number_of_intervals_gets_no_extra_probe() -> N
     assert min(gaps) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize(
+    ("elapsed", "over"),
+    [(2.0, True), (2.0 - CLOCK_TOLERANCE, True), (2.0 - 2 * CLOCK_TOLERANCE, False)],
+)
+def test_a_deadline_missed_by_at_most_the_tolerance_is_met(elapsed: float, over: bool) -> None:
+    assert finished("watch", True, elapsed, 2.0) is over
+    assert finished("wait", False, elapsed, 2.0) is over
+
+
+def test_the_loop_counts_time_from_its_first_probe() -> None:
+    fake = FakeTime([NO_ANSWER], start=100.0)
+    result = fake.run("wait", 2.0)
+    assert fake.probed_at == [0.0, 1.0, 2.0]
+    assert (result["attempts"], result["elapsed"]) == (3, 2.0)
+
+
+def test_a_watch_ends_with_its_first_unhealthy_answer_at_once() -> None:
+    fake = FakeTime([200, NO_ANSWER, 200], start=50.0)
+    result = fake.run("watch", 10.0, interval=0.5)
+    assert result == {
+        "healthy": False,
+        "status": NO_ANSWER,
+        "error": "ConnectionRefusedError: refused",
+        "attempts": 2,
+        "elapsed": 0.5,
+    }
+    assert fake.probed_at == [0.0, 0.5]
+
+
+def test_elapsed_is_rounded_to_the_millisecond() -> None:
+    fake = FakeTime([200], probe_cost=0.12345)
+    assert fake.run("wait", 30)["elapsed"] == 0.123
+
+
+@pytest.mark.parametrize("probe_cost", [0.5, 0.7])
+def test_a_probe_that_takes_the_interval_is_followed_by_the_next_without_a_sleep(
+    probe_cost: float,
+) -> None:
+    fake = FakeTime([503, 503, 200], probe_cost=probe_cost)
+    result = fake.run("wait", 30, interval=0.5)
+    assert fake.probed_at == pytest.approx([0.0, probe_cost, 2 * probe_cost])
+    assert fake.slept == []
+    assert result["attempts"] == 3
+
+
+def test_ready_counts_the_pause_before_the_watch_in_its_elapsed_time() -> None:
+    fake = FakeTime([200], start=7.0)
+    result = ready_loop(fake.probe, 30, 0.12345, 1.0, OK, fake.clock, fake.sleep)
+    assert fake.probed_at == pytest.approx([0.0, 0.12345])
+    assert fake.slept == [0.12345]
+    assert result == {
+        "healthy": True,
+        "status": 200,
+        "error": "",
+        "attempts": 2,
+        "elapsed": 0.123,
+        "phase": "watch",
+    }
+
+
 @given(
     statuses=st.lists(st.sampled_from([200, 204, 500, 503, NO_ANSWER]), min_size=1, max_size=30),
     seconds=st.floats(min_value=0, max_value=10),
@@ -217,7 +300,9 @@ def test_watch_is_healthy_only_if_every_probe_was(
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        codes = {"/health": 200, "/sick": 503, "/moved": 302}
+        if self.path == "/slow":  # answers healthy, but only after a second
+            time.sleep(1.0)
+        codes = {"/health": 200, "/sick": 503, "/moved": 302, "/slow": 200}
         self.send_response(codes.get(self.path, 404))
         if self.path == "/moved":
             self.send_header("Location", "/health")
@@ -249,8 +334,21 @@ def test_http_probe_without_a_listener_reports_no_answer() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     status, error = http_probe(f"http://127.0.0.1:{port}/health", timeout=2)()
-    assert status == NO_ANSWER
-    assert "refused" in error.lower()
+    refused = os.strerror(errno.ECONNREFUSED)
+    assert (status, error) == (NO_ANSWER, f"URLError: [Errno {errno.ECONNREFUSED}] {refused}")
+
+
+def test_http_probe_of_a_url_it_cannot_send_says_why() -> None:
+    assert http_probe("not-a-url", timeout=1)() == (
+        NO_ANSWER,
+        "ValueError: unknown url type: 'not-a-url'",
+    )
+
+
+def test_http_probe_counts_an_answer_later_than_its_timeout_as_none(server: str) -> None:
+    began = time.monotonic()
+    assert http_probe(server + "/slow", timeout=0.2)() == (NO_ANSWER, "TimeoutError: timed out")
+    assert time.monotonic() - began < 0.9
 
 
 # --- run(): the numbers, the container check --------------------------------------
@@ -343,6 +441,40 @@ def test_the_container_is_not_inspected_after_failed_probes_or_without_a_name() 
     assert docker.calls == []
 
 
+@pytest.mark.parametrize("mode", ["wait", "ready"])
+def test_run_sleeps_on_the_given_clock_between_probes(mode: str) -> None:
+    fake = FakeTime([503, 200])
+    given = params(mode=mode, interval=0.05)
+    result = health_probe.run(given, Docker(""), fake.probe, fake.clock, fake.sleep)
+    assert fake.probed_at == pytest.approx([0.0, 0.05])
+    assert (result["healthy"], result["attempts"]) == (True, 2)
+
+
+def test_run_counts_the_given_status_codes_as_healthy() -> None:
+    docker = Docker("")
+    assert probed([503], docker, status_codes=[503], seconds=5.0)["healthy"] is True
+    assert probed([200], docker, status_codes=[503], seconds=0.0)["healthy"] is False
+
+
+def test_run_paces_ready_mode_on_the_given_clock() -> None:
+    fake = FakeTime([200])
+    given = params(mode="ready", watch_seconds=0.1, interval=0.05)
+    result = health_probe.run(given, Docker(""), fake.probe, fake.clock, fake.sleep)
+    assert fake.probed_at == pytest.approx([0.0, 0.05, 0.1])
+    assert fake.slept == pytest.approx([0.05, 0.05])
+    assert (result["healthy"], result["phase"], result["attempts"]) == (True, "watch", 3)
+
+
+def test_run_probes_the_url_with_the_given_timeout(server: str) -> None:
+    given = params(url=server + "/slow", timeout=0.2, seconds=0.0)
+    result = health_probe.run(given, Docker(""))
+    assert (result["healthy"], result["status"], result["error"]) == (
+        False,
+        NO_ANSWER,
+        "TimeoutError: timed out",
+    )
+
+
 def test_main_refuses_negative_seconds_with_a_clear_message() -> None:
     result = run_module(health_probe.main, {"url": "http://127.0.0.1:1/", "seconds": -1})
     assert result["rc"] == 1
@@ -356,6 +488,39 @@ def test_main_probes_a_real_server(server: str) -> None:
     assert result["rc"] == 0
     assert (result["healthy"], result["status"], result["phase"]) == (True, 200, "watch")
     assert result["changed"] is False
+
+
+def test_main_probes_in_check_mode_too(server: str) -> None:
+    args = {"url": server + "/health", "seconds": 0, "_ansible_check_mode": True}
+    result = run_module(health_probe.main, args)
+    assert "skipped" not in result
+    assert (result["rc"], result["healthy"], result["status"]) == (0, True, 200)
+
+
+@pytest.mark.parametrize(
+    ("answer", "healthy", "phase"),
+    [("true 0 running 0", True, "wait"), ("true 1 running 0", False, "container")],
+)
+def test_main_checks_the_container_with_docker_inspect(
+    server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+    healthy: bool,
+    phase: str,
+) -> None:
+    """A stand-in docker on PATH (no engine needed): main() runs it through the module's
+    run_command, and judges its answer."""
+    docker = tmp_path / "docker"
+    docker.write_text(f'#!/bin/sh\necho "$@" >> "$0.calls"\necho "{answer}"\n')
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    args = {"url": server + "/health", "seconds": 0, "container": "melk-ai-blue"}
+    result = run_module(health_probe.main, args)
+    assert (result["rc"], result["healthy"], result["phase"]) == (0, healthy, phase)
+    assert result["state"] == parse_state(0, answer)
+    calls = (tmp_path / "docker.calls").read_text()
+    assert calls == f"inspect --type container --format {STATE_FORMAT} melk-ai-blue\n"
 
 
 # --- against the real engine ---------------------------------------------------------

@@ -154,7 +154,7 @@ def healthy_codes(codes: Sequence[int] | None) -> list[int]:
     return list(codes) if codes else list(range(200, 300))
 
 
-def finished(mode: str, healthy: bool, elapsed: float, seconds: float, interval: float) -> bool:
+def finished(mode: str, healthy: bool, elapsed: float, seconds: float) -> bool:
     """Whether the loop ends after a probe with this outcome at this time."""
     over = elapsed >= seconds - CLOCK_TOLERANCE
     if mode == "wait":
@@ -182,7 +182,7 @@ def probe_loop(
         attempts += 1
         healthy = status in codes
         elapsed = clock() - start
-        if finished(mode, healthy, elapsed, seconds, interval):
+        if finished(mode, healthy, elapsed, seconds):
             return {
                 "healthy": healthy,
                 "status": status,
