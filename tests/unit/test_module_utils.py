@@ -46,6 +46,16 @@ def test_read_text_answers_none_for_a_missing_file_and_text_otherwise(tmp_path: 
     assert read_text(str(tmp_path / "some")) == "a\nb\n"
 
 
+def test_read_text_keeps_line_endings_so_a_write_back_is_byte_for_byte(tmp_path: Path) -> None:
+    target = tmp_path / "crlf"
+    data = b"a\r\nb\rc\n"
+    target.write_bytes(data)
+    text = read_text(str(target))
+    assert text == "a\r\nb\rc\n"
+    write_atomic(str(target), text)
+    assert target.read_bytes() == data
+
+
 def test_file_sha256(tmp_path: Path) -> None:
     assert file_sha256(str(tmp_path / "none")) is None
     data = os.urandom(200_000)  # more than one block

@@ -278,7 +278,7 @@ def test_every_failure_after_the_write_puts_the_old_file_back_byte_for_byte(
     tmp_path: Path, test: list[str], reload: list[str], msg: str
 ) -> None:
     path = tmp_path / "melk-ai.upstream"
-    old = "# release äää\nserver 127.0.0.1:18001 max_fails=0;\n".encode()
+    old = "# release äää\r\nserver 127.0.0.1:18001 max_fails=0;\n".encode()
     path.write_bytes(old)
     path.chmod(0o644)
     result, runner = do(path, test=test, reload=reload)
