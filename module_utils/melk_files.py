@@ -17,9 +17,13 @@ TEMPORARY_PREFIX = ".melk-tmp-"
 
 
 def read_text(path: str) -> str | None:
-    """The file's text, or None when there is no file (the one answer for a missing file)."""
+    """The file's text, or None when there is no file (the one answer for a missing file).
+
+    Line endings are kept as they are (no newline translation), so the text written back
+    with write_atomic is the file byte for byte.
+    """
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", newline="") as handle:
             return handle.read()
     except FileNotFoundError:
         return None

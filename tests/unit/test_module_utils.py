@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import locale
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,16 @@ def test_read_text_answers_none_for_a_missing_file_and_text_otherwise(tmp_path: 
     assert read_text(str(tmp_path / "empty")) == ""
     (tmp_path / "some").write_text("a\nb\n")
     assert read_text(str(tmp_path / "some")) == "a\nb\n"
+
+
+def test_read_text_keeps_line_endings_so_a_write_back_is_byte_for_byte(tmp_path: Path) -> None:
+    target = tmp_path / "crlf"
+    data = b"a\r\nb\rc\n"
+    target.write_bytes(data)
+    text = read_text(str(target))
+    assert text == "a\r\nb\rc\n"
+    write_atomic(str(target), text)
+    assert target.read_bytes() == data
 
 
 def test_file_sha256(tmp_path: Path) -> None:
@@ -106,6 +117,34 @@ def test_write_atomic_flushes_the_file_before_the_rename_and_the_directory_after
     assert Path(events[0][1]).name.startswith(melk_files.TEMPORARY_PREFIX)
     assert events[1][1] == str(target)
     assert events[2][1] == str(tmp_path)
+
+
+@pytest.fixture
+def ascii_locale() -> Iterator[None]:
+    """A host whose locale is not UTF-8 (LANG=C without Python's coercion): a file opened
+    without an explicit encoding would then be read and written as ASCII."""
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert locale.getpreferredencoding(False) != "UTF-8", "the locale did not change"
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+
+
+NON_ASCII = "# release für café\nserver 127.0.0.1:18002;\n"
+
+
+def test_read_text_reads_utf8_whatever_the_locale(tmp_path: Path, ascii_locale: None) -> None:
+    target = tmp_path / "melk-ai.upstream"
+    target.write_bytes(NON_ASCII.encode("utf-8"))
+    assert read_text(str(target)) == NON_ASCII
+
+
+def test_write_atomic_writes_utf8_whatever_the_locale(tmp_path: Path, ascii_locale: None) -> None:
+    target = tmp_path / "melk-ai.upstream"
+    write_atomic(str(target), NON_ASCII)
+    assert target.read_bytes() == NON_ASCII.encode("utf-8")
 
 
 def test_remove_file(tmp_path: Path) -> None:

@@ -4,9 +4,10 @@ against nginx itself)."""
 
 from __future__ import annotations
 
+import locale
 import stat
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import proxy_upstream
@@ -168,3 +169,157 @@ def test_main_switches_with_the_given_commands(upstream: Path) -> None:
     assert (failed["rc"], failed["failed"], failed["reloaded"]) == (1, True, False)
     assert "reload failed" in failed["msg"]
     assert upstream.read_text() == NEW
+
+
+# ------------------------------------------------ exact commands, messages and restores
+
+ON_STDOUT = ["sh", "-c", "echo 'Job for nginx.service failed.'; exit 1"]
+INVALID = (
+    "edge proxy: the nginx configuration on this host is invalid, so the switch was not made "
+    "and the old upstream is back; nginx -t says: "
+)
+RELOAD_FAILED = "edge proxy: the reload failed, the old upstream is back: "
+
+
+@pytest.fixture
+def ascii_locale() -> Iterator[None]:
+    """A host whose locale is not UTF-8: a file opened without an explicit encoding
+    would be written as ASCII there."""
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert locale.getpreferredencoding(False) != "UTF-8", "the locale did not change"
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+
+
+class Inspecting(Runner):
+    """Also records, for the validate command, the candidate file it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.candidates: list[tuple[str, bytes, int]] = []
+
+    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        if argv[0] == "grep":
+            candidate = Path(argv[-1])
+            mode = stat.S_IMODE(candidate.stat().st_mode)
+            self.candidates.append((str(candidate), candidate.read_bytes(), mode))
+        return super().__call__(argv)
+
+
+def test_the_exact_commands_in_order_with_the_candidate_beside_the_file(upstream: Path) -> None:
+    """The candidate lies beside the upstream (same file system, same permissions as the
+    file nginx will read), holds the new text, mode 0644, and is gone afterwards."""
+    runner = Inspecting()
+    test, reload = ["true", "whole-check"], ["true", "graceful-reload"]
+    result = switch(str(upstream), NEW, VALIDATE, test, reload, False, runner)
+    assert result == {"changed": True, "reloaded": True}
+    [(candidate, text, mode)] = runner.candidates
+    assert runner.calls == [["grep", "-q", "server", candidate], test, reload]
+    assert Path(candidate).parent == upstream.parent
+    assert Path(candidate).name.startswith(".proxy-upstream-check-")
+    assert (text, mode) == (NEW.encode("utf-8"), 0o644)
+    assert not Path(candidate).exists()
+
+
+def test_a_switch_writes_utf8_whatever_the_locale(upstream: Path, ascii_locale: None) -> None:
+    content = "# release für café\nserver 127.0.0.1:18002;\n"
+    runner = Inspecting()
+    result = switch(str(upstream), content, VALIDATE, OK, OK, False, runner)
+    assert result == {"changed": True, "reloaded": True}
+    assert runner.candidates[0][1] == content.encode("utf-8")
+    assert upstream.read_bytes() == content.encode("utf-8")
+
+
+def test_validate_without_the_candidate_is_refused_with_its_reason(upstream: Path) -> None:
+    runner = Runner()
+    result = switch(str(upstream), NEW, "nginx -t", OK, OK, False, runner)
+    assert result == {
+        "failed": True,
+        "changed": False,
+        "reloaded": False,
+        "msg": "validate must contain %s",
+    }
+    assert runner.calls == []
+    assert upstream.read_text() == OLD
+
+
+def test_a_refused_candidate_fails_with_the_checkers_words(upstream: Path, tmp_path: Path) -> None:
+    checker = tmp_path / "check-upstream"
+    checker.write_text('#!/bin/sh\necho "no server line in $1" >&2\nexit 1\n')
+    checker.chmod(0o755)
+    runner = Inspecting()
+    result = switch(str(upstream), NEW, f"{checker} %s", OK, OK, False, runner)
+    candidate = runner.calls[0][-1]
+    assert runner.calls == [[str(checker), candidate]]
+    assert result == {
+        "failed": True,
+        "changed": False,
+        "reloaded": False,
+        "msg": "edge proxy: the new upstream was refused, nothing changed: "
+        f"no server line in {candidate}",
+    }
+    assert upstream.read_text() == OLD
+    assert [p.name for p in upstream.parent.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    ("test", "reload", "msg"),
+    [
+        (BROKEN, OK, INVALID + 'unknown directive "oops" in /etc/nginx/conf.d/x.conf:1'),
+        (ON_STDOUT, OK, INVALID + "Job for nginx.service failed."),
+        (OK, BROKEN, RELOAD_FAILED + 'unknown directive "oops" in /etc/nginx/conf.d/x.conf:1'),
+        (OK, ON_STDOUT, RELOAD_FAILED + "Job for nginx.service failed."),
+    ],
+)
+def test_every_failure_after_the_write_puts_the_old_file_back_byte_for_byte(
+    tmp_path: Path, test: list[str], reload: list[str], msg: str
+) -> None:
+    path = tmp_path / "melk-ai.upstream"
+    old = "# release äää\r\nserver 127.0.0.1:18001 max_fails=0;\n".encode()
+    path.write_bytes(old)
+    path.chmod(0o644)
+    result, runner = do(path, test=test, reload=reload)
+    assert result == {"failed": True, "changed": False, "reloaded": False, "msg": msg}
+    assert path.read_bytes() == old
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert runner.calls[1:] == ([test] if test != OK else [test, reload])
+    assert [p.name for p in tmp_path.iterdir()] == [path.name], "no temporary file left"
+
+
+def module_args(path: Path, content: str, **commands: object) -> dict[str, object]:
+    return {
+        "path": str(path),
+        "content": content,
+        "validate": "false %s",  # any check that runs fails
+        "test_command": BROKEN,
+        "reload_command": BROKEN,
+        **commands,
+    }
+
+
+@pytest.mark.parametrize(("content", "changed"), [(NEW, True), (OLD, False)])
+def test_main_in_check_mode_reports_and_runs_nothing(
+    upstream: Path, content: str, changed: bool
+) -> None:
+    before = upstream.stat()
+    result = run_module(
+        proxy_upstream.main, {**module_args(upstream, content), "_ansible_check_mode": True}
+    )
+    assert (result["rc"], result["changed"], result["reloaded"]) == (0, changed, False)
+    assert "skipped" not in result
+    assert upstream.read_text() == OLD
+    assert upstream.stat().st_mtime_ns == before.st_mtime_ns
+
+
+def test_main_with_a_file_that_already_says_this_changes_and_runs_nothing(upstream: Path) -> None:
+    before = upstream.stat()
+    result = run_module(proxy_upstream.main, module_args(upstream, OLD))
+    assert (result["rc"], result["changed"], result["reloaded"]) == (0, False, False)
+    assert upstream.read_text() == OLD
+    assert (upstream.stat().st_ino, upstream.stat().st_mtime_ns) == (
+        before.st_ino,
+        before.st_mtime_ns,
+    )
