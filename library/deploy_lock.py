@@ -194,6 +194,12 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "image_repository": {"type": "str"},
     "write": {"type": "dict"},
 }
+# the parameters each state needs besides path
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "acquire": ("owner", "run_id"),
+    "release": ("run_id",),
+    "break": (),
+}
 REQUIRED_IF = [("state", "acquire", ("owner", "run_id")), ("state", "release", ("run_id",))]
 
 BREAK_HINT = "If that run is dead, break the lock with: -e deploy_lock_break=true"
@@ -235,7 +241,7 @@ def format_held_message(path: str, holder: Mapping[str, Any], now: datetime) -> 
     )
 
 
-def format_corrupt_message(path: str, reason: str) -> str:
+def format_corrupt_message(path: str, reason: str | None) -> str:
     """The failure message for an acquire that finds an unreadable lock file."""
     return (
         f"deploy lock {path} exists but is unreadable or corrupt ({reason}), so its holder is "
@@ -250,11 +256,7 @@ def params_error(params: Mapping[str, Any]) -> str:
         return f"state must be one of {', '.join(STATES)}, got {state!r}"
     if not params.get("path"):
         return "path is required"
-    missing = [key for key in ("owner", "run_id") if not params.get(key)]
-    if state == "release":
-        missing = [key for key in missing if key == "run_id"]
-    if state == "break":
-        missing = []
+    missing = [key for key in REQUIRED[state] if not params.get(key)]
     if missing:
         return f"state={state} requires {' and '.join(missing)}"
     return ""
@@ -342,7 +344,7 @@ def _acquire(
         return {
             "failed": True,
             "action": CORRUPT,
-            "msg": format_corrupt_message(path, reason or "unknown"),
+            "msg": format_corrupt_message(path, reason),
         }
     else:
         result = {

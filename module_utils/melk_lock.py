@@ -114,19 +114,19 @@ def parse_lock(text: str) -> dict[str, Any]:
 def read_lock(path: str, sleep: Callable[[float], None] = time.sleep) -> Found:
     """The lock at path. A lock read empty is read again (its creator may not have
     written it yet) up to EMPTY_READ_RETRIES times, EMPTY_READ_DELAY apart."""
-    text: str | None = ""
-    for attempt in range(EMPTY_READ_RETRIES + 1):
-        try:
-            text = read_text(path)
-        except (OSError, UnicodeDecodeError) as exc:
-            return Found(None, f"cannot read it: {exc}")
-        if text is None:
-            return Found(None, None)
-        if text.strip() or attempt == EMPTY_READ_RETRIES:
-            break
-        sleep(EMPTY_READ_DELAY)
     try:
-        return Found(parse_lock(text or ""), None)
+        text = read_text(path)
+        for _retry in range(EMPTY_READ_RETRIES):
+            if text is None or text.strip():
+                break
+            sleep(EMPTY_READ_DELAY)
+            text = read_text(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        return Found(None, f"cannot read it: {exc}")
+    if text is None:
+        return Found(None, None)
+    try:
+        return Found(parse_lock(text), None)
     except ValueError as exc:
         return Found(None, str(exc))
 
@@ -141,7 +141,7 @@ def create_lock(path: str, record: Mapping[str, Any]) -> bool:
     except FileExistsError:
         return False
     try:
-        data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+        data = (json.dumps(record, sort_keys=True) + "\n").encode()
         while data:
             written = os.write(handle, data)
             data = data[written:]

@@ -618,3 +618,292 @@ def test_main_requires_owner_and_run_id_to_acquire(lock_path: Path) -> None:
     assert result["rc"] == 1
     assert "owner" in result["msg"] and "run_id" in result["msg"]
     assert not lock_path.exists()
+
+
+# --------------------------------------------------------------------------- exact results
+
+HINT = "If that run is dead, break the lock with: -e deploy_lock_break=true"
+
+
+def on_disk(path: Path) -> dict[str, Any]:
+    lock: dict[str, Any] = json.loads(path.read_text())
+    return lock
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(3599, "59m 59s"), (3600, "1h 0m"), (86399, "23h 59m"), (86400, "1d 0h")],
+)
+def test_age_text_boundaries(seconds: float, text: str) -> None:
+    assert age_text(seconds) == text
+
+
+def test_an_empty_field_of_the_holder_shows_as_a_question_mark() -> None:
+    holder = {**HOLDER, "owner": "", "purpose": None}
+    assert format_held_message("/l", holder, NOW).startswith(
+        "deploy lock /l is held by ? (?, run run-a) since"
+    )
+
+
+def test_params_error_lists_the_states() -> None:
+    assert params_error({"path": "/l", "state": "steal"}) == (
+        "state must be one of acquire, release, break, got 'steal'"
+    )
+
+
+def test_image_repository_needs_a_runner() -> None:
+    with pytest.raises(ValueError) as raised:
+        deploy_lock.read_state({"image_repository": "reg/app"}, None)
+    assert str(raised.value) == "image_repository given without a way to look it up"
+
+
+def test_acquire_result(lock_path: Path) -> None:
+    result = acquire(lock_path)
+    assert result == {
+        "changed": True,
+        "action": CREATE,
+        "lock": on_disk(lock_path),
+        "msg": f"acquired deploy lock {lock_path}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "purpose"), [("rollback", "rollback"), (None, "deploy"), ("", "deploy")]
+)
+def test_the_lock_names_its_purpose(lock_path: Path, given: str | None, purpose: str) -> None:
+    params = {"path": str(lock_path), "owner": "a@c", "run_id": "r", "purpose": given}
+    assert run(params, check_mode=False, now=NOW)["lock"]["purpose"] == purpose
+    assert on_disk(lock_path)["purpose"] == purpose
+
+
+def test_acquire_again_result(lock_path: Path) -> None:
+    acquire(lock_path)
+    assert acquire(lock_path) == {
+        "changed": False,
+        "action": KEEP,
+        "lock": on_disk(lock_path),
+        "msg": f"deploy lock {lock_path} is already held by this run",
+    }
+
+
+def test_acquire_of_a_held_lock_result(lock_path: Path) -> None:
+    acquire(lock_path)
+    assert acquire(lock_path, run_id="run-b", owner="bob@ctl") == {
+        "failed": True,
+        "changed": False,
+        "action": HELD,
+        "lock": on_disk(lock_path),
+        "msg": (
+            f"deploy lock {lock_path} is held by alice@ctl (deploy, run run-a) since "
+            "2026-11-27T04:00:00Z (0s ago). Another deploy or rollback is running on this "
+            f"host. {HINT}"
+        ),
+    }
+
+
+def test_acquire_of_a_lock_that_keeps_changing_hands_result(
+    lock_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def take(path: str, record: Any, check_mode: bool) -> Any:
+        return melk_lock.take(
+            path,
+            record,
+            check_mode,
+            read=lambda _path: melk_lock.Found(None, None),
+            create=lambda _path, _record: False,
+        )
+
+    monkeypatch.setattr(deploy_lock, "take", take)
+    assert acquire(lock_path) == {
+        "failed": True,
+        "changed": False,
+        "action": HELD,
+        "msg": f"deploy lock {lock_path} keeps changing hands; try again. {HINT}",
+    }
+
+
+def test_acquire_of_a_corrupt_lock_result(lock_path: Path) -> None:
+    lock_path.write_text("[]")
+    assert acquire(lock_path) == {
+        "failed": True,
+        "changed": False,
+        "action": CORRUPT,
+        "msg": (
+            f"deploy lock {lock_path} exists but is unreadable or corrupt (not a JSON object), "
+            "so its holder is unknown. Another deploy or rollback may be running on this host. "
+            f"{HINT}"
+        ),
+    }
+
+
+def test_release_result(lock_path: Path) -> None:
+    acquire(lock_path)
+    lock = on_disk(lock_path)
+    state = lock_path.parent / "releases.json"
+    params = {"path": str(lock_path), "state": "release", "run_id": "run-a"}
+    assert run({**params, "write": {str(state): "{}"}}, check_mode=False) == {
+        "changed": True,
+        "action": REMOVE,
+        "lock": lock,
+        "written": [str(state)],
+        "msg": f"released deploy lock {lock_path}",
+    }
+
+
+def test_release_of_no_lock_result(lock_path: Path) -> None:
+    assert release(lock_path) == {
+        "changed": False,
+        "action": ABSENT,
+        "msg": f"deploy lock {lock_path} is not held",
+    }
+
+
+def test_release_of_another_runs_lock_result(lock_path: Path) -> None:
+    acquire(lock_path, run_id="run-b", owner="bob@ctl")
+    assert release(lock_path) == {
+        "changed": False,
+        "action": FOREIGN,
+        "lock": on_disk(lock_path),
+        "msg": f"deploy lock {lock_path} left in place: it is not held by this run",
+        "warnings": [
+            f"deploy lock {lock_path} is held by bob@ctl (run run-b), not by this run; "
+            "left in place"
+        ],
+    }
+
+
+def test_release_of_a_corrupt_lock_leaves_it_with_a_warning(lock_path: Path) -> None:
+    lock_path.write_text("[]")
+    assert release(lock_path) == {
+        "changed": False,
+        "action": FOREIGN,
+        "lock": None,
+        "msg": f"deploy lock {lock_path} left in place: it is not held by this run",
+        "warnings": [
+            f"deploy lock {lock_path} is unreadable (not a JSON object); left in place. {HINT}"
+        ],
+    }
+    assert lock_path.read_text() == "[]"
+
+
+def test_release_with_a_record_but_without_the_lock_result(lock_path: Path) -> None:
+    acquire(lock_path, run_id="run-b", owner="bob@ctl")
+    first, second = (str(lock_path.parent / name) for name in ("a.json", "b.json"))
+    params = {"path": str(lock_path), "state": "release", "run_id": "run-a"}
+    assert run({**params, "write": {second: "2", first: "1"}}, check_mode=False) == {
+        "failed": True,
+        "changed": False,
+        "action": FOREIGN,
+        "lock": on_disk(lock_path),
+        "written": [],
+        "msg": (
+            f"deploy lock {lock_path} is no longer held by this run (it was broken), so "
+            f"{first}, {second} was not written: this run's record is lost. "
+            "Check what serves with playbooks/status.yml."
+        ),
+    }
+
+
+def test_break_result(lock_path: Path) -> None:
+    acquire(lock_path)
+    lock = on_disk(lock_path)
+    assert break_lock(lock_path) == {
+        "changed": True,
+        "action": REMOVE,
+        "broken": lock,
+        "msg": f"broke deploy lock {lock_path}",
+    }
+    assert break_lock(lock_path) == {
+        "changed": False,
+        "action": ABSENT,
+        "broken": None,
+        "msg": f"deploy lock {lock_path} is not held",
+    }
+
+
+def test_break_in_check_mode_of_no_lock_changes_nothing(lock_path: Path) -> None:
+    assert break_lock(lock_path, check=True) == {
+        "changed": False,
+        "action": ABSENT,
+        "broken": None,
+        "msg": f"deploy lock {lock_path} is not held",
+    }
+    assert not lock_path.exists()
+
+
+def test_break_of_a_corrupt_lock_says_why_it_was_unreadable(lock_path: Path) -> None:
+    lock_path.write_text("[]")
+    assert break_lock(lock_path)["broken"] == {"unreadable": "not a JSON object"}
+    assert not lock_path.exists()
+
+
+def test_run_refuses_bad_params_without_a_change(lock_path: Path) -> None:
+    assert run({"path": str(lock_path), "state": "release"}, check_mode=False) == {
+        "failed": True,
+        "changed": False,
+        "msg": "state=release requires run_id",
+    }
+
+
+def test_run_refuses_a_lock_in_a_missing_directory(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "deploy.lock"
+    assert acquire(path) == {
+        "failed": True,
+        "changed": False,
+        "msg": (
+            f"directory {path.parent} of deploy lock {path} does not exist: "
+            "provision the host first (playbooks/provision.yml)"
+        ),
+    }
+
+
+def test_a_failed_image_lookup_is_a_failure_without_a_change(lock_path: Path) -> None:
+    docker = Docker(rc=1, err="boom\n")
+    params = {"path": str(lock_path), "owner": "a@c", "run_id": "r", "image_repository": "reg/app"}
+    assert run(params, check_mode=False, runner=docker, now=NOW) == {
+        "failed": True,
+        "changed": False,
+        "msg": f"deploy lock {lock_path}: acquire failed: docker image ls reg/app: boom",
+    }
+
+
+# --------------------------------------------------------------------------- main() options
+
+
+def test_main_in_check_mode_changes_nothing(lock_path: Path) -> None:
+    args = {"path": str(lock_path), "owner": "a@c", "run_id": "r", "_ansible_check_mode": True}
+    taken = run_module(deploy_lock.main, args)
+    assert (taken["rc"], taken["changed"], taken["action"]) == (0, True, CREATE)
+    assert not lock_path.exists()
+    acquire(lock_path, run_id="r")
+    released = run_module(deploy_lock.main, {**args, "state": "release"})
+    assert (released["rc"], released["changed"], released["action"]) == (0, True, REMOVE)
+    assert on_disk(lock_path)["run_id"] == "r"
+
+
+def test_main_looks_up_image_tags_with_the_modules_command_runner(
+    lock_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+
+    def run_command(self: Any, argv: list[str], **kwargs: Any) -> tuple[int, str, str]:
+        calls.append(argv)
+        return 0, "b\na\n", ""
+
+    monkeypatch.setattr(deploy_lock.AnsibleModule, "run_command", run_command)
+    args = {"path": str(lock_path), "owner": "a@c", "run_id": "r", "image_repository": "reg/app"}
+    result = run_module(deploy_lock.main, args)
+    assert (result["rc"], result["image_tags"]) == (0, ["a", "b"])
+    assert calls == [["docker", "image", "ls", "--format", "{{.Tag}}", "reg/app"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        ({}, "state is acquire but all of the following are missing: owner, run_id"),
+        ({"state": "release"}, "state is release but all of the following are missing: run_id"),
+    ],
+)
+def test_main_names_the_missing_parameters(lock_path: Path, args: dict[str, Any], msg: str) -> None:
+    result = run_module(deploy_lock.main, {"path": str(lock_path), **args})
+    assert (result["rc"], result["msg"]) == (1, msg)
