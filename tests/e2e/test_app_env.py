@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SENTINEL, Bed, Run
+
+from testbed.bed import SENTINEL, Bed, Run
 
 pytestmark = pytest.mark.e2e
 

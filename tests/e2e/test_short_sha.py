@@ -11,9 +11,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import Bed
 
 from testbed import app
+from testbed.bed import Bed
 
 pytestmark = pytest.mark.e2e
 

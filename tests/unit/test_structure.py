@@ -151,3 +151,13 @@ def test_no_lint_exception_for_variable_names() -> None:
         if "noqa: var-naming" in line
     ]
     assert offenders == []
+
+
+def test_no_test_imports_conftest_or_another_test_module() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in (ROOT / "tests").rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.match(r"\s*(from|import)\s+(conftest|test_\w+|tests\.)", line)
+    ]
+    assert offenders == []
