@@ -546,6 +546,7 @@ def test_the_container_check_against_the_real_engine() -> None:
         )
         assert (running["healthy"], running["state"]["status"]) == (True, "running")
         assert real_docker(["docker", "kill", name])[0] == 0
+        fake = FakeTime([200])  # a new run: its own clock
         killed = health_probe.run(
             params(container=name), real_docker, fake.probe, fake.clock, fake.sleep
         )
