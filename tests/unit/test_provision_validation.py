@@ -10,18 +10,16 @@ has a positive control that does reach (and fails to connect to) the host.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from playbook_harness import ANSIBLE_PLAYBOOK, ROOT, json_result, playbook_env, unreachable_vars
 
-ROOT = Path(__file__).resolve().parents[2]
 SHA = "0123456789abcdef0123456789abcdef01234567"
 IMAGE = "registry.example/x"
 REFUSAL = "Refused before any host was touched"
@@ -65,19 +63,7 @@ CASES: dict[str, Case] = {
 
 
 def write_inventory(directory: Path, port: int, host_vars: Mapping[str, object]) -> Path:
-    hosts = {
-        "all": {
-            "hosts": {"target": dict(host_vars)},
-            "vars": {
-                "ansible_host": "127.0.0.1",
-                "ansible_port": port,
-                "ansible_user": "nobody",
-                "ansible_ssh_common_args": (
-                    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-                ),
-            },
-        }
-    }
+    hosts = {"all": {"hosts": {"target": dict(host_vars)}, "vars": unreachable_vars(port)}}
     path = directory / "hosts.json"
     path.write_text(json.dumps(hosts))
     return path
@@ -89,16 +75,9 @@ def run(directory: Path, port: int, case: Case) -> tuple[int, dict[str, Any]]:
         playbook.write_text(json.dumps(ROLE_PLAYBOOK))
     else:
         playbook = ROOT / "playbooks" / case.playbook
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_LOCAL_TEMP": str(directory / "tmp"),
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(directory / "cp"),
-        "ANSIBLE_TIMEOUT": "5",
-    }
+    env = playbook_env(directory)
     command = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
+        ANSIBLE_PLAYBOOK,
         "-i",
         str(write_inventory(directory, port, case.host_vars)),
         str(playbook),
@@ -106,11 +85,7 @@ def run(directory: Path, port: int, case: Case) -> tuple[int, dict[str, Any]]:
     result = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
-    try:
-        return result.returncode, json.loads(result.stdout)
-    except json.JSONDecodeError:
-        tail = result.stderr[-3000:]
-        raise AssertionError(f"ansible-playbook printed no JSON:\n{tail}") from None
+    return result.returncode, json_result(result.stdout, result.stderr)
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,15 @@ host shows up as UNREACHABLE. A positive control shows that it does.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playbook_harness import ANSIBLE_PLAYBOOK, ROOT, json_result, playbook_env, unreachable_vars
 
-ROOT = Path(__file__).resolve().parents[2]
 SHA = "a" * 40
 REFUSAL = "Refused before any host was touched"
 
@@ -38,19 +36,7 @@ BAD_INPUT: dict[str, dict[str, object]] = {
 def inventory(directory: Path, port: int, bad: Mapping[str, object]) -> Path:
     """Hosts 'bad' and 'good' on 127.0.0.1:port; host_vars/bad.yml holds `bad`."""
     (directory / "host_vars").mkdir(parents=True)
-    hosts = {
-        "all": {
-            "hosts": {"bad": {}, "good": {}},
-            "vars": {
-                "ansible_host": "127.0.0.1",
-                "ansible_port": port,
-                "ansible_user": "nobody",
-                "ansible_ssh_common_args": (
-                    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-                ),
-            },
-        }
-    }
+    hosts = {"all": {"hosts": {"bad": {}, "good": {}}, "vars": unreachable_vars(port)}}
     (directory / "hosts.yml").write_text(json.dumps(hosts))
     (directory / "host_vars" / "bad.yml").write_text(json.dumps(dict(bad)))
     return directory / "hosts.yml"
@@ -59,17 +45,9 @@ def inventory(directory: Path, port: int, bad: Mapping[str, object]) -> Path:
 def start_deploy(directory: Path, hosts: Path) -> subprocess.Popen[str]:
     """ansible-playbook playbooks/deploy.yml with the repository's ansible.cfg,
     printing its result with the JSON callback."""
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_SHOW_CUSTOM_STATS": "true",
-        "ANSIBLE_LOCAL_TEMP": str(directory / "tmp"),
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(directory / "cp"),
-        "ANSIBLE_TIMEOUT": "5",
-    }
+    env = playbook_env(directory)
     command = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
+        ANSIBLE_PLAYBOOK,
         "-i",
         str(hosts),
         "playbooks/deploy.yml",
@@ -90,10 +68,7 @@ def start_deploy(directory: Path, hosts: Path) -> subprocess.Popen[str]:
 
 def finish(process: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
     stdout, stderr = process.communicate(timeout=60)
-    try:
-        return process.returncode, json.loads(stdout)
-    except json.JSONDecodeError:
-        raise AssertionError(f"ansible-playbook printed no JSON:\n{stderr[-3000:]}") from None
+    return process.returncode, json_result(stdout, stderr)
 
 
 @pytest.fixture(scope="module")
