@@ -1,11 +1,16 @@
-"""Verify edge_proxy on the converged server: nginx, the site, the checker, and the
-switch entry point as side_effect.yml drove it (its outcomes in switch-outcomes.json).
+"""Verify edge_proxy on the converged server: nginx, the site, the switch file and
+its nftables rule, the boot restore unit, and the switch entry point as
+side_effect.yml drove it (its outcomes in switch-outcomes.json).
+
+Release A runs in melk-ai-blue, B in melk-ai-green (prepare.yml); side_effect
+ends on B, after the boot restore pointed the rule at B's new address.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +22,12 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
 ).get_hosts("all")
 
 UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
-CHECKER = "/usr/local/sbin/edge-proxy-check-upstream"
-# The page of each backend (prepare.yml); side_effect ends on release B, 18002.
-MARKER_A = "melk-mol-backend-marker-18001"
-MARKER_B = "melk-mol-backend-marker-18002"
-REFUSED = ["validator", "broken_config"]
+CHAIN = "nft list chain ip edge_proxy melk-ai"
+FRONT_PORT = 18000
+MARKER_A = "melk-mol-backend-marker-blue"
+MARKER_B = "melk-mol-backend-marker-green"
+REFUSED = ["missing_container", "bad_release"]
+DNAT = re.compile(r"dnat to ([0-9.]+):([0-9]+)")
 
 # The server image has no curl: fetch with python3, print the status and the body.
 FETCH = (
@@ -41,6 +47,37 @@ def fetch(host, url: str) -> tuple[int, str]:
     return int(status), body
 
 
+def targets(text: str) -> list[str]:
+    """The ip:port every `dnat to` of a switch file or an nft listing names."""
+    return [f"{ip}:{port}" for ip, port in DNAT.findall(text)]
+
+
+def address(host, container: str) -> str:
+    fmt = "{{.NetworkSettings.IPAddress}}"
+    return str(host.check_output(f"docker inspect --format '{fmt}' {container}")).strip()
+
+
+@pytest.fixture(scope="module")
+def releases(host) -> dict[str, str]:
+    """The shas of release A (melk-ai-blue) and B (melk-ai-green), from molecule.yml."""
+    variables = host.ansible.get_variables()
+    return {"A": variables["molecule_release_a"], "B": variables["molecule_release_b"]}
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> dict[str, dict[str, Any]]:
+    """What each case of side_effect.yml did, by case name."""
+    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "switch-outcomes.json"
+    return dict(json.loads(path.read_text()))
+
+
+@pytest.fixture(scope="module")
+def gateway(host) -> str:
+    """The Docker bridge's gateway: the default front address."""
+    fmt = "{{(index .IPAM.Config 0).Gateway}}"
+    return str(host.check_output(f"docker network inspect bridge --format '{fmt}'")).strip()
+
+
 def test_nginx_enabled_and_running(host):
     nginx = host.service("nginx")
     assert nginx.is_running
@@ -52,23 +89,10 @@ def test_nginx_config_is_valid(host):
     assert result.rc == 0, result.stderr
 
 
-def servers(upstream: str) -> list[str]:
-    """The addresses of the server lines of an upstream file."""
-    return [line.split()[1] for line in upstream.splitlines() if line.startswith("server ")]
-
-
-@pytest.fixture(scope="module")
-def releases(host) -> dict[str, str]:
-    """The shas of release A (18001) and B (18002), from molecule.yml's inventory."""
-    variables = host.ansible.get_variables()
-    return {"A": variables["molecule_release_a"], "B": variables["molecule_release_b"]}
-
-
-@pytest.fixture(scope="module")
-def outcomes() -> dict[str, dict[str, Any]]:
-    """What each switch of side_effect.yml did, by case name."""
-    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "switch-outcomes.json"
-    return dict(json.loads(path.read_text()))
+def test_boot_restore_unit_enabled(host):
+    assert host.service("edge-proxy-restore").is_enabled
+    assert host.file("/usr/local/sbin/edge-proxy-restore").mode == 0o755
+    assert host.file("/usr/local/sbin/edge-proxy-connections").mode == 0o755
 
 
 def test_proxy_serves_the_last_release_on_port_80(host):
@@ -77,89 +101,48 @@ def test_proxy_serves_the_last_release_on_port_80(host):
     assert MARKER_B in body
 
 
-def test_site_listens_on_proxy_port(host):
+def test_site_forwards_to_the_front_address(host, gateway):
     assert host.socket("tcp://0.0.0.0:80").is_listening
     site = host.file("/etc/nginx/conf.d/melk-ai.conf")
-    assert site.exists
     assert "listen 80 default_server;" in site.content_string
-    assert f"include {UPSTREAM};" in site.content_string
+    assert f"proxy_pass http://{gateway}:{FRONT_PORT};" in site.content_string
+    assert "upstream" not in site.content_string.split("server {", 1)[1]
 
 
-def test_upstream_names_the_last_release(host, releases):
+def test_switch_file_and_rule_name_the_last_release(host, releases, gateway):
     upstream = host.file(UPSTREAM)
-    assert upstream.exists
     assert upstream.user == "root"
     assert upstream.mode == 0o644
-    assert servers(upstream.content_string) == ["127.0.0.1:18002"]
-    assert f"# release {releases['B']}" in upstream.content_string.splitlines()
+    text = upstream.content_string
+    live = f"{address(host, 'melk-ai-green')}:8000"
+    assert f"# release {releases['B']}" in text.splitlines()
+    assert "# slot green" in text.splitlines()
+    assert targets(text) == [live]
+    rule = host.check_output(CHAIN)
+    assert targets(rule) == [live]
+    assert f"ip daddr {gateway} tcp dport {FRONT_PORT}" in rule
+    # the file is what nft checks and applies
+    assert host.run(f"nft -c -f {UPSTREAM}").rc == 0
 
 
 def test_default_site_is_gone(host):
     assert not host.file("/etc/nginx/sites-enabled/default").exists
 
 
-def test_checker_installed(host):
-    checker = host.file(CHECKER)
-    assert checker.exists
-    assert checker.mode == 0o755
-
-
-@pytest.mark.parametrize(
-    "snippet",
-    [
-        "server ;;",
-        "server 127.0.0.1:70000;",
-        "server 127.0.0.1:18001",  # no semicolon
-        "proxy_pass http://127.0.0.1:18001;",  # not allowed in an upstream block
-    ],
-)
-def test_checker_refuses_a_broken_snippet(host, snippet):
-    path = "/tmp/melk-mol-bad.upstream"
-    host.run(f"printf '%s\\n' '{snippet}' > {path}")
-    result = host.run(f"{CHECKER} {path}")
-    host.run(f"rm -f {path}")
-    assert result.rc != 0, f"the checker accepted {snippet!r}"
-
-
-def test_checker_accepts_a_good_snippet(host):
-    path = "/tmp/melk-mol-good.upstream"
-    host.run(f"printf 'server 127.0.0.1:18002 max_fails=0;\\n' > {path}")
-    result = host.run(f"{CHECKER} {path}")
-    host.run(f"rm -f {path}")
-    assert result.rc == 0, result.stderr
-
-
-def test_checker_accepts_the_live_file(host):
-    result = host.run(f"{CHECKER} {UPSTREAM}")
-    assert result.rc == 0, result.stderr
-
-
-def test_checker_leaves_no_files_behind(host):
-    # Its throwaway config must go, also after the validations converge ran.
-    leftovers = "find /tmp -mindepth 2 -maxdepth 2 -name nginx.conf"
-    assert host.check_output(leftovers) == ""
-    before = set(host.check_output("ls -A /tmp").split())
-    assert host.run(f"{CHECKER} {UPSTREAM}").rc == 0
-    host.run("printf 'server ;;\\n' > /tmp/melk-mol-bad")
-    assert host.run(f"{CHECKER} /tmp/melk-mol-bad").rc != 0
-    host.run("rm -f /tmp/melk-mol-bad")
-    assert set(host.check_output("ls -A /tmp").split()) == before
-    assert host.check_output(leftovers) == ""
-
-
-@pytest.mark.parametrize("case", REFUSED)
-def test_a_refused_switch_started_from_release_a(outcomes, releases, case):
-    # positive control: the switch had a serving release to keep
-    before = outcomes[case]["before"]["upstream"]
-    assert servers(before) == ["127.0.0.1:18001"]
-    assert f"# release {releases['A']}" in before.splitlines()
+@pytest.mark.parametrize("case", [*REFUSED, "switch"])
+def test_each_switch_started_from_release_a(outcomes, releases, case):
+    # positive control: the switch had a serving release to keep or leave
+    before = outcomes[case]["before"]
+    assert f"# release {releases['A']}" in before["upstream"].splitlines()
+    assert "# slot blue" in before["upstream"].splitlines()
+    assert targets(before["rule"]) == targets(before["upstream"]) != []
 
 
 @pytest.mark.parametrize(
     ("case", "cause"),
     [
-        ("validator", "70000"),  # nginx's words on the candidate file: invalid port
-        ("broken_config", "zz-molecule-broken.conf"),  # nginx -t names the broken file
+        ("missing_container", "melk-ai-missing"),  # docker: no such object
+        ("bad_release", "B2B2-not-a-sha"),  # the writer names the bad release
     ],
 )
 def test_a_refused_switch_fails_naming_the_cause(outcomes, case, cause):
@@ -169,18 +152,12 @@ def test_a_refused_switch_fails_naming_the_cause(outcomes, case, cause):
 
 
 @pytest.mark.parametrize("case", REFUSED)
-def test_a_refused_switch_puts_the_old_upstream_back_byte_for_byte(outcomes, case):
+def test_a_refused_switch_leaves_file_and_rule_byte_for_byte(outcomes, case):
     before, after = outcomes[case]["before"], outcomes[case]["after"]
     assert after["upstream"] == before["upstream"]
+    assert after["rule"] == before["rule"]
+    assert after["mtime_ns"] == before["mtime_ns"], "the live file was written"
     assert after["mode"] == "0644"
-
-
-def test_a_switch_the_checker_refuses_never_touches_the_live_file(outcomes):
-    # the candidate is checked on its own first: the live file is left alone,
-    # not replaced and put back (a new file, written later). Not the inode: a
-    # file put back may get the inode number the replaced one freed.
-    before, after = outcomes["validator"]["before"], outcomes["validator"]["after"]
-    assert after["mtime_ns"] == before["mtime_ns"]
 
 
 @pytest.mark.parametrize("case", REFUSED)
@@ -188,6 +165,7 @@ def test_a_refused_switch_keeps_the_old_release_serving(outcomes, case):
     before, after = outcomes[case]["before"], outcomes[case]["after"]
     assert MARKER_A in after["served"], after["served"]
     assert after["nginx_pid"] == before["nginx_pid"]
+    assert after["nginx_workers"] == before["nginx_workers"]
 
 
 def test_a_good_switch_moves_traffic_and_names_the_release(outcomes, releases):
@@ -195,15 +173,47 @@ def test_a_good_switch_moves_traffic_and_names_the_release(outcomes, releases):
     assert not outcome["failed"], outcome["msg"]
     after = outcome["after"]
     assert MARKER_B in after["served"], after["served"]
-    assert servers(after["upstream"]) == ["127.0.0.1:18002"]
+    assert "# slot green" in after["upstream"].splitlines()
     assert f"# release {releases['B']}" in after["upstream"].splitlines()
+    assert (
+        targets(after["rule"])
+        == targets(after["upstream"])
+        != targets(outcome["before"]["upstream"])
+    )
     assert after["mode"] == "0644"
 
 
-def test_a_good_switch_reloads_nginx_and_replaces_the_file(outcomes):
+def test_a_good_switch_does_not_reload_nginx(outcomes):
     before, after = outcomes["switch"]["before"], outcomes["switch"]["after"]
-    # a graceful reload keeps the master process; a restart would replace it
+    # the switch is the kernel's rule: nginx's master and workers stay the same
+    # processes (a reload would replace every worker, a restart the master too)
     assert after["nginx_pid"] == before["nginx_pid"]
+    assert after["nginx_workers"] == before["nginx_workers"] != []
+
+
+def test_a_good_switch_replaces_the_file_atomically(outcomes):
+    before, after = outcomes["switch"]["before"], outcomes["switch"]["after"]
     # the new file was renamed over the old one, not written into it in place
-    # (it was created while the old one still held its inode number)
     assert after["inode"] != before["inode"]
+
+
+def test_the_restore_case_gave_b_a_new_address(outcomes):
+    restore = outcomes["restore"]
+    # positive control: the address really changed, and the stale rule served nothing
+    assert restore["old_ip"] and restore["new_ip"] and restore["old_ip"] != restore["new_ip"]
+    stale = restore["stale"]
+    assert targets(stale["rule"]) == [f"{restore['old_ip']}:8000"]
+    assert MARKER_B not in stale["served"], stale["served"]
+
+
+def test_the_boot_restore_points_the_rule_at_the_new_address(outcomes, releases):
+    restore = outcomes["restore"]
+    after = restore["after"]
+    new = f"{restore['new_ip']}:8000"
+    assert MARKER_B in after["served"], after["served"]
+    assert targets(after["rule"]) == [new]
+    assert targets(after["upstream"]) == [new]
+    assert "# slot green" in after["upstream"].splitlines()
+    assert f"# release {releases['B']}" in after["upstream"].splitlines()
+    assert after["mode"] == "0644"
+    assert after["nginx_pid"] == restore["stale"]["nginx_pid"]
