@@ -52,6 +52,13 @@ def degraded(served: int) -> bool:
     return time.monotonic() - STARTED >= DEGRADE_AFTER
 
 
+class Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of new connections (the edge
+    # opens one per request) overflows it, and the kernel then drops handshakes, which
+    # hangs requests. Web servers use far more (uvicorn and gunicorn: 2048).
+    request_queue_size = 1024
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "melk-ai-sample"
@@ -61,6 +68,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        # which release answered, for load tools that see only headers (wrk's script)
+        self.send_header("X-Release", VERSION)
         self.end_headers()
         self.wfile.write(data)
 
@@ -106,7 +115,7 @@ _BUILD_VARS = {
 
 def main() -> None:
     port = int(os.environ.get("PORT", "8000"))
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - in a container
+    server = Server(("0.0.0.0", port), Handler)  # noqa: S104 - in a container
     server.daemon_threads = False  # server_close() waits for requests in flight
     server.block_on_close = True
 

@@ -1,24 +1,38 @@
-"""The edge proxy's upstream contract: where the file lives, what it says, how it is read back.
+"""The edge's switch contract: where the file lives, what it says, how it is read back.
 
-One nginx ``upstream`` snippet per app, ``<state dir>/<app_name>.upstream``, included by
-the app's site.  edge_proxy's upstream.j2 renders it through ``upstream_text``; a deploy
-reads it back through ``serving_release`` to learn which release really serves (even after
-a run that was killed before it could record its switch).  The file is::
+nginx never reloads on a deploy: it forwards every app's traffic to a fixed local
+address (the *front*, e.g. the Docker bridge's gateway on port 18000), and an nftables
+rule in the app's own chain (``app-<app_name>``) rewrites connections to that address
+towards the live release's container (``dnat``).  Switching is one nftables transaction
+that replaces the rule: connections already open keep their old destination (conntrack),
+so in-flight requests finish on the old release, and no client connection to nginx is
+touched.  The rule goes straight to the container's address, not through a published
+port, so a restart of the Docker engine (live-restore) does not interrupt it.
+
+One file per app, ``<state dir>/<app_name>.upstream``: an ``nft -f`` script that
+edge_proxy's upstream.j2 renders through ``upstream_text`` and a deploy reads back through
+``serving_release`` to learn which release really serves (even after a run that was killed
+before it could record its switch)::
 
     # <ansible_managed>
-    # release <sha>                       (when the release is known)
-    server 127.0.0.1:<port> max_fails=0;
+    # release <sha>                  (when the release is known)
+    # slot <slot>                    (the container is <app_name>-<slot>)
+    add table ip edge_proxy
+    add chain ip edge_proxy app-<app> { type nat hook output priority -110; policy accept; }
+    flush chain ip edge_proxy app-<app>
+    add rule ip edge_proxy app-<app> ip daddr <front ip> tcp dport <front port> dnat to <ip>:<port>
 
-or, before the first deploy, a ``down`` placeholder that nginx accepts and that serves 502::
-
-    # no release deployed yet
-    server 127.0.0.1:9 down;
+Before the first deploy the chain is left empty (``# no release deployed yet``): the front
+refuses connections and nginx answers 502.  The boot unit (edge-proxy-restore) re-applies
+every file after the engine has started the releases, with the address of the slot's
+container, which may change when the host restarts.
 
 Writer and parser live side by side here so that they cannot drift; every function is pure.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -37,16 +51,22 @@ from input_checks import app_name_error, as_int, missing, sha_error, shown  # no
 
 UPSTREAM_DIR = "/etc/nginx/edge-proxy"
 UPSTREAM_SUFFIX = ".upstream"
+TABLE = "ip edge_proxy"
+# Before Docker's own nat rules (iptables-nft's OUTPUT chain, priority -100).
+PRIORITY = -110
+CHAIN_PREFIX = "app-"
 RELEASE_MARK = "# release"
-NO_RELEASE = "# no release deployed yet\nserver 127.0.0.1:9 down;\n"
+SLOT_MARK = "# slot"
+NO_RELEASE = "# no release deployed yet"
 
-_RELEASE_RE = re.compile(r"^#\s*release\s+([0-9a-f]{7,40})\s*$", re.MULTILINE)
-_SERVER_RE = re.compile(r"^\s*server\s+\S+:([0-9]{1,5})\b([^;\n]*);", re.MULTILINE)
-_HOST_RE = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]")
+_RELEASE_RE = re.compile(r"^#[ \t]*release[ \t]+([0-9a-f]{7,40})[ \t]*$", re.MULTILINE)
+_SLOT_RE = re.compile(r"^#[ \t]*slot[ \t]+([a-z]+)[ \t]*$", re.MULTILINE)
+_DNAT_RE = re.compile(r"^add rule .* dnat to ([0-9.]+):([0-9]{1,5})\s*$", re.MULTILINE)
+_SLOT_NAME_RE = re.compile(r"[a-z]{1,16}")
 
 
 def upstream_path(app_name: object, state_dir: object = UPSTREAM_DIR) -> str:
-    """The app's upstream file: ``<state_dir>/<app_name>.upstream``."""
+    """The app's switch file: ``<state_dir>/<app_name>.upstream``."""
     error = app_name_error(app_name)
     if error:
         raise AnsibleFilterError(error)
@@ -57,52 +77,88 @@ def upstream_path(app_name: object, state_dir: object = UPSTREAM_DIR) -> str:
     return f"{state_dir.rstrip('/')}/{app_name}{UPSTREAM_SUFFIX}"
 
 
-def upstream_text(port: object, release: object = "", host: object = "127.0.0.1") -> str:
-    """The upstream file's lines for a release listening on ``host:port``.
+def chain_name(app_name: str) -> str:
+    """The app's nftables chain: ``app-<app_name>`` (nft refuses chain names that start
+    with a digit or are keywords, such as ``9`` or ``accept``, which app_name allows)."""
+    return f"{CHAIN_PREFIX}{app_name}"
 
-    ``port`` 0 means no release yet: the ``down`` placeholder.  ``release`` (the sha) is
-    written as ``# release <sha>`` when given; '' or None writes no such line.
-    """
+
+def address(value: object, name: str) -> tuple[str, int]:
+    """``(ip, port)`` of an ``IPv4:port`` string; AnsibleFilterError naming ``name`` if not."""
+    text = value if isinstance(value, str) else ""
+    host, _, port = text.rpartition(":")
     number = as_int(port)
-    if number is None or not 0 <= number <= 65535:
+    try:
+        ip = str(ipaddress.IPv4Address(host))
+    except ValueError:
+        ip = ""
+    if not ip or number is None or not 1 <= number <= 65535:
         raise AnsibleFilterError(
-            f"upstream port {shown(port)} is invalid: it must be a whole number from 0 "
-            "(no release yet) to 65535"
+            f"{name} {shown(value)} is invalid: "
+            "give an IPv4 address and a port, like 172.17.0.1:18000"
         )
-    if number == 0:
-        return NO_RELEASE
-    if not isinstance(host, str) or not _HOST_RE.fullmatch(host):
-        raise AnsibleFilterError(f"upstream host {shown(host)} is invalid: give a name or an IP")
+    return ip, number
+
+
+def upstream_text(
+    app_name: object, front: object, target: object = "", release: object = "", slot: object = ""
+) -> str:
+    """The switch file's lines: connections to ``front`` go to ``target`` (both ``ip:port``).
+
+    ``target`` '' means no release yet: the chain stays empty.  ``release`` (the sha) and
+    ``slot`` are written as ``# release <sha>`` / ``# slot <slot>`` when given.
+    """
+    error = app_name_error(app_name)
+    if error:
+        raise AnsibleFilterError(error)
+    front_ip, front_port = address(front, "front address")
+    chain = f"{TABLE} {chain_name(str(app_name))}"
+    head = [
+        f"add table {TABLE}",
+        f"add chain {chain} {{ type nat hook output priority {PRIORITY}; policy accept; }}",
+        f"flush chain {chain}",
+    ]
+    if missing(target):
+        return "\n".join([NO_RELEASE, *head]) + "\n"
+    target_ip, target_port = address(target, "target address")
     lines = []
     if not missing(release):
         error = sha_error(release, name="release")
         if error:
             raise AnsibleFilterError(error)
         lines.append(f"{RELEASE_MARK} {release}")
-    lines.append(f"server {host}:{number} max_fails=0;")
-    return "\n".join(lines) + "\n"
+    if not missing(slot):
+        if not isinstance(slot, str) or not _SLOT_NAME_RE.fullmatch(slot):
+            raise AnsibleFilterError(f"slot {shown(slot)} is invalid: give a slot name like blue")
+        lines.append(f"{SLOT_MARK} {slot}")
+    rule = (
+        f"add rule {chain} ip daddr {front_ip} tcp dport {front_port}"
+        f" dnat to {target_ip}:{target_port}"
+    )
+    return "\n".join([*lines, *head, rule]) + "\n"
 
 
 def serving_release(upstream: object, slot_ports: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What an upstream file (see upstream_text) points at: ``{sha, slot, port}``, or None.
+    """What a switch file (see upstream_text) points at: ``{sha, slot, port}``, or None.
 
-    sha is None in a file written without the ``# release`` line; slot is None when the
-    port is no slot's.  None when the text is empty or has no server that is up (before
-    the first deploy it has a ``down`` placeholder).
+    sha is None in a file written without the ``# release`` line; slot (and the slot's
+    host port) None when the file names no slot of ``slot_ports``.  None when the text is
+    empty or forwards nowhere (before the first deploy).
     """
-    if not isinstance(upstream, str):
+    if not isinstance(upstream, str) or _DNAT_RE.search(upstream) is None:
         return None
-    server = _SERVER_RE.search(upstream)
-    if server is None or "down" in server.group(2).split():
-        return None
-    port = int(server.group(1))
-    slots = {as_int(number): name for name, number in slot_ports.items()}
+    slot_line = _SLOT_RE.search(upstream)
+    slot = slot_line.group(1) if slot_line and slot_line.group(1) in slot_ports else None
     release = _RELEASE_RE.search(upstream)
-    return {"sha": release.group(1) if release else None, "slot": slots.get(port), "port": port}
+    return {
+        "sha": release.group(1) if release else None,
+        "slot": slot,
+        "port": as_int(slot_ports[slot]) if slot else None,
+    }
 
 
 class FilterModule:
-    """Ansible filter plugin: the upstream file's path, writer and parser."""
+    """Ansible filter plugin: the switch file's path, writer and parser."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         functions: tuple[Callable[..., Any], ...] = (upstream_path, upstream_text, serving_release)

@@ -21,6 +21,8 @@ HOST_PACKAGES: dict[str, str] = {
     "debootstrap": "debootstrap",
     "ssh": "openssh-client",
     "docker-registry": "docker-registry",
+    "nft": "nftables",  # checks switch files (unit-docker)
+    "wrk": "wrk",  # HTTP load with keep-alive connections (e2e, faults, bench)
 }
 # Packages detected by a file rather than a command.
 HOST_FILES: dict[str, str] = {

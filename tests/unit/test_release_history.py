@@ -517,6 +517,7 @@ def test_resolve_prefix_of_retained(ops: list[tuple[str, str]], keep: int) -> No
 
 # --------------------------------------------------------------------------- proxy reconcile
 
+FRONT = "172.18.0.1:18000"
 SLOT_PORTS = {"blue": 18001, "green": 18002}
 SHA_A = "a" * 40
 SHA_B = "b" * 40
@@ -535,7 +536,9 @@ def state_serving(sha: str, slot: str) -> dict[str, object]:
 
 def test_reconcile_keeps_a_state_that_agrees_with_the_proxy() -> None:
     state = state_serving(SHA_A, "blue")
-    serving = serving_release(upstream_text(18001, SHA_A), SLOT_PORTS)
+    serving = serving_release(
+        upstream_text("melk-ai", FRONT, "172.18.0.5:8000", SHA_A, "blue"), SLOT_PORTS
+    )
     assert release_history.reconcile_state(state, serving, "reg/app") == state
 
 
@@ -552,7 +555,9 @@ def test_reconcile_trusts_the_history_when_the_proxy_names_no_release(
 
 def test_reconcile_follows_the_proxy_after_a_run_killed_after_its_switch() -> None:
     state = state_serving(SHA_A, "blue")
-    serving = serving_release(upstream_text(18002, SHA_B), SLOT_PORTS)
+    serving = serving_release(
+        upstream_text("melk-ai", FRONT, "172.18.0.6:8000", SHA_B, "green"), SLOT_PORTS
+    )
     fixed = release_history.reconcile_state(state, serving, "reg/app")
     assert fixed["current"] == {
         "sha": SHA_B,

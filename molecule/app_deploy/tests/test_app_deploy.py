@@ -102,9 +102,15 @@ def test_proxy_serves_v2(host):
 
 
 def test_proxy_points_at_the_serving_slot(host, state):
-    port = SLOT_PORTS[state["current"]["slot"]]
+    slot = state["current"]["slot"]
     upstream = host.file("/etc/nginx/edge-proxy/melk-ai.upstream").content_string
-    assert f"server 127.0.0.1:{port} " in upstream
+    assert f"# slot {slot}" in upstream.splitlines()
+    # the kernel forwards the front address to that slot's container (nft -f applied)
+    address = host.check_output(
+        f"docker inspect --format '{{{{.NetworkSettings.IPAddress}}}}' melk-ai-{slot}"
+    )
+    chain = host.check_output("nft list chain ip edge_proxy app-melk-ai")
+    assert f"dnat to {address}:8000" in chain
     assert host.run("nginx -t").rc == 0
 
 

@@ -12,7 +12,6 @@ import testinfra.utils.ansible_runner
 sys.path.insert(0, os.environ["MOLECULE_PROJECT_DIRECTORY"])
 from testbed.molecule_checks import (
     FETCH,
-    SLOT_PORTS,
     STATE_DIR,
     V1,
     V2,
@@ -67,9 +66,15 @@ def test_only_v1_runs(host, state):
 def test_proxy_serves_v1(host, state):
     body = json.loads(host.check_output(FETCH.format(url="http://127.0.0.1:80/version")))
     assert body["version"] == "v1"
-    port = SLOT_PORTS[state["current"]["slot"]]
+    slot = state["current"]["slot"]
     upstream = host.file("/etc/nginx/edge-proxy/melk-ai.upstream").content_string
-    assert f"server 127.0.0.1:{port} " in upstream
+    assert f"# slot {slot}" in upstream.splitlines()
+    # the kernel forwards the front address to that slot's container (nft -f applied)
+    address = host.check_output(
+        f"docker inspect --format '{{{{.NetworkSettings.IPAddress}}}}' melk-ai-{slot}"
+    )
+    chain = host.check_output("nft list chain ip edge_proxy app-melk-ai")
+    assert f"dnat to {address}:8000" in chain
 
 
 def test_rolled_back_release_image_is_kept(host):

@@ -1,12 +1,11 @@
 #!/usr/bin/python
-"""Ansible module proxy_upstream: switch nginx to another upstream in one step.
+"""Ansible module proxy_upstream: point the edge at another release in one step.
 
-Why a module and not ansible.builtin.template with validate: plus a systemd reload task:
-those are four round trips (stat, file transfer, copy with validate, reload), 2.9 s per switch
-here, against 0.7 s for this one (make bench, one host). The steps are the same: the new
-file is checked on its own, put in place atomically, the whole configuration is checked,
-nginx reloads gracefully; a failure puts the old file back, so nginx and the file always
-agree (the next deploy reads from the file what serves).
+The app's switch file is an nftables script (filter_plugins/edge_upstream.py says what it
+holds): the new file is checked on its own (nft -c), put in place atomically and applied
+(nft -f, one transaction that replaces the app's chain); a failure puts the old file back,
+so the kernel's rule and the file always agree (the next deploy reads from the file what
+serves). One task instead of a template with validate: and a command: two round trips less.
 
 This file runs on the managed host, whose Python may be older than the controller's: keep
 it to syntax and library calls of Python 3.8 (new-style types only inside annotations).
@@ -25,17 +24,18 @@ from ansible.module_utils.melk_module import Runner, finish, module_runner, one_
 
 DOCUMENTATION = r"""
 module: proxy_upstream
-short_description: Point nginx at another upstream, checked, atomically, with a graceful reload
+short_description: Point the edge at another release, checked, atomically, in one transaction
 description:
   - Does nothing when O(path) already holds O(content).
   - Otherwise checks the new content on its own with O(validate), replaces O(path) atomically
-    (mode 0644), checks the whole configuration with O(test_command), and reloads nginx with
-    O(reload_command) (a graceful reload; old workers finish their requests).
-  - If the whole configuration does not pass or the reload fails, the old file is put back
-    and the module fails with nginx's message; nginx keeps serving what it served.
+    (mode 0644), checks the whole live configuration with O(test_command) when given, and
+    applies it with O(reload_command) (for the nftables switch, C(nft -f) on the file, one
+    transaction; connections already open keep their destination).
+  - If the check or the apply fails, the old file is put back and the module fails with the
+    command's message; traffic keeps going where it went.
 options:
   path:
-    description: The upstream file that the site includes.
+    description: The switch file (an nftables script for the edge's switch).
     type: path
     required: true
   content:
@@ -47,15 +47,16 @@ options:
     type: str
     required: true
   test_command:
-    description: Command that checks the whole live configuration.
+    description: Command that checks the whole live configuration after the file is in place;
+      empty for none.
     type: list
     elements: str
-    default: [nginx, -t, -q]
+    default: []
   reload_command:
-    description: Command that reloads the proxy gracefully.
+    description: Command that applies the file (C(nft -f) on O(path) for the edge's switch).
     type: list
     elements: str
-    default: [systemctl, reload, nginx]
+    required: true
 attributes:
   check_mode:
     description: Reports whether the file would change and changes nothing.
@@ -65,38 +66,36 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Point the proxy at port 18002
+- name: Point the front address at melk-ai-green
   proxy_upstream:
     path: /etc/nginx/edge-proxy/melk-ai.upstream
     content: "{{ lookup('ansible.builtin.template', 'upstream.j2') }}"
-    validate: /usr/local/sbin/edge-proxy-check-upstream %s
+    validate: nft -c -f %s
+    reload_command: [nft, -f, /etc/nginx/edge-proxy/melk-ai.upstream]
   become: true
 """
 
 RETURN = r"""
 reloaded:
-  description: Whether nginx was reloaded.
+  description: Whether the file was applied (O(reload_command) ran).
   returned: always
   type: bool
 """
 
-TEST_COMMAND = ["nginx", "-t", "-q"]
-# A graceful reload: old workers finish their requests (a restart would drop them).
-RELOAD_COMMAND = ["systemctl", "reload", "nginx"]
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "path": {"type": "path", "required": True},
     "content": {"type": "str", "required": True},
     "validate": {"type": "str", "required": True},
-    "test_command": {"type": "list", "elements": "str", "default": TEST_COMMAND},
-    "reload_command": {"type": "list", "elements": "str", "default": RELOAD_COMMAND},
+    "test_command": {"type": "list", "elements": "str", "default": []},
+    "reload_command": {"type": "list", "elements": "str", "required": True},
 }
 
 # what switch() does, decided from the file as it is and the parameters
 REFUSE = "refuse"  # validate does not name the candidate file
 KEEP = "keep"  # the file already holds the content
 REPORT = "report"  # check mode: say it would change
-SWITCH = "switch"  # check, replace, check the whole configuration, reload
+SWITCH = "switch"  # check, replace, check the whole configuration, apply
 
 
 def decide(old: str | None, content: str, validate: str, check_mode: bool) -> str:
@@ -117,7 +116,7 @@ def restore(path: str, old: str | None) -> None:
 
 
 def refused(msg: str) -> dict[str, Any]:
-    """A failed switch: nothing changed, nginx not reloaded."""
+    """A failed switch: nothing changed, nothing applied."""
     return {"failed": True, "changed": False, "reloaded": False, "msg": msg}
 
 
@@ -152,20 +151,22 @@ def switch(
         return {"changed": action == REPORT, "reloaded": False}
     rc, message = check_candidate(path, content, validate, runner)
     if rc != 0:
-        return refused(f"edge proxy: the new upstream was refused, nothing changed: {message}")
+        return refused(f"edge proxy: the new switch file was refused, nothing changed: {message}")
     write_atomic(path, content)
-    rc, out_text, err = runner(list(test_command))
-    if rc != 0:
-        restore(path, old)
-        return refused(
-            "edge proxy: the nginx configuration on this host is invalid, so the switch was "
-            f"not made and the old upstream is back; nginx -t says: {one_line(out_text, err)}"
-        )
+    if test_command:
+        rc, out_text, err = runner(list(test_command))
+        if rc != 0:
+            restore(path, old)
+            return refused(
+                "edge proxy: the configuration on this host is invalid, so the switch was not "
+                f"made and the old switch file is back; the check says: {one_line(out_text, err)}"
+            )
     rc, out_text, err = runner(list(reload_command))
     if rc != 0:
         restore(path, old)
         return refused(
-            f"edge proxy: the reload failed, the old upstream is back: {one_line(out_text, err)}"
+            "edge proxy: applying the switch failed, the old switch file is back: "
+            f"{one_line(out_text, err)}"
         )
     return {"changed": True, "reloaded": True}
 

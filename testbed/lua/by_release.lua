@@ -1,0 +1,31 @@
+-- wrk script: count the answers that are not 2xx by the release that sent them
+-- (the sample app's X-Release header; "none" when the proxy answered itself, e.g. 502),
+-- and print them when wrk stops as lines "non-2xx <release> <count>".
+local threads = {}
+
+function setup(thread)
+   table.insert(threads, thread)
+end
+
+function init(args)
+   bad = {}
+end
+
+function response(status, headers, body)
+   if status < 200 or status > 299 then
+      local release = headers["X-Release"] or "none"
+      bad[release] = (bad[release] or 0) + 1
+   end
+end
+
+function done(summary, latency, requests)
+   local totals = {}
+   for _, thread in ipairs(threads) do
+      for release, count in pairs(thread:get("bad")) do
+         totals[release] = (totals[release] or 0) + count
+      end
+   end
+   for release, count in pairs(totals) do
+      io.write(string.format("non-2xx %s %d\n", release, count))
+   end
+end

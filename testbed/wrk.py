@@ -1,0 +1,152 @@
+"""wrk (Debian's package) as the keep-alive load: 64 connections that stay open.
+
+Browsers, CDNs and load balancers keep their connections to the edge alive; a switch
+that closes them (an nginx reload does) fails the request a client already sent on one.
+`keepalive_load` runs wrk while a block runs, stops it with SIGINT (wrk then prints its
+figures) and parses them; `command` and `parse` are pure.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONNECTIONS = 64
+THREADS = 2
+# A request counts as failed (a wrk "timeout") only past this: the test machines are shared
+# and can be slow (p99 of several seconds under a load average of 14); latency is what the
+# benchmark measures, not a pass/fail limit.
+TIMEOUT_S = 30
+# Longest a run may last: wrk stops by itself then (a block that hangs ends).
+MAX_SECONDS = 900
+
+# Counts the non-2xx answers by the release that sent them (the sample app's X-Release).
+SCRIPT = Path(__file__).with_name("lua") / "by_release.lua"
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_DURATION = r"([0-9.]+)(us|ms|s|m|h)"
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    connect_errors: int = 0
+    read_errors: int = 0
+    write_errors: int = 0
+    timeouts: int = 0
+    non_2xx: int = 0  # wrk counts answers that are neither 2xx nor 3xx
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    non_2xx_by_release: dict[str, int] = field(default_factory=dict)
+
+    def non_2xx_except(self, *releases: str) -> int:
+        """Non-2xx answers from anyone but ``releases`` (the proxy itself counts as "none")."""
+        return sum(n for release, n in self.non_2xx_by_release.items() if release not in releases)
+
+    @property
+    def socket_errors(self) -> int:
+        return self.connect_errors + self.read_errors + self.write_errors + self.timeouts
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"wrk: {self.requests} requests in {self.seconds:.1f} s ({self.rps:.0f}/s), "
+            f"socket errors {self.socket_errors} (connect {self.connect_errors}, read "
+            f"{self.read_errors}, write {self.write_errors}, timeout {self.timeouts}), "
+            f"non-2xx/3xx {self.non_2xx} {self.non_2xx_by_release}, "
+            f"p50 {self.p50_ms} ms, p99 {self.p99_ms} ms, max {self.max_ms} ms"
+        )
+
+
+def command(
+    url: str,
+    connections: int = CONNECTIONS,
+    threads: int = THREADS,
+    seconds: int = MAX_SECONDS,
+    timeout_s: int = TIMEOUT_S,
+) -> list[str]:
+    """The wrk command line: keep-alive connections, latency percentiles."""
+    return [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        f"--timeout={timeout_s}s",
+        "--latency",
+        "--script",
+        str(SCRIPT),
+        url,
+    ]
+
+
+def _ms(value: str, unit: str) -> float:
+    return round(float(value) * _UNIT_MS[unit], 3)
+
+
+def parse(text: str) -> WrkResult:
+    """wrk's report as numbers; ValueError when it holds no request count."""
+    total = re.search(r"^\s*([0-9]+) requests in " + _DURATION, text, re.MULTILINE)
+    if total is None:
+        raise ValueError(f"wrk printed no request count: {text[-500:]!r}")
+    requests, seconds = int(total.group(1)), _ms(total.group(2), total.group(3)) / 1000
+    errors = re.search(
+        r"Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)", text
+    )
+    connect, read, write, timeouts = (int(n) for n in errors.groups()) if errors else (0,) * 4
+    non_2xx = re.search(r"Non-2xx or 3xx responses: ([0-9]+)", text)
+    percentiles = {
+        p: _ms(v, u) for p, v, u in re.findall(r"^\s*(50|99)%\s+" + _DURATION, text, re.MULTILINE)
+    }
+    by_release = {
+        release: int(count)
+        for release, count in re.findall(r"^non-2xx (\S+) ([0-9]+)$", text, re.MULTILINE)
+    }
+    latency = re.search(r"^\s*Latency\s+\S+\s+\S+\s+" + _DURATION, text, re.MULTILINE)
+    return WrkResult(
+        requests=requests,
+        seconds=seconds,
+        connect_errors=connect,
+        read_errors=read,
+        write_errors=write,
+        timeouts=timeouts,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        p50_ms=percentiles.get("50"),
+        p99_ms=percentiles.get("99"),
+        max_ms=_ms(latency.group(1), latency.group(2)) if latency else None,
+        non_2xx_by_release=by_release,
+    )
+
+
+@dataclass
+class KeepAlive:
+    """Filled in when the block is left."""
+
+    result: WrkResult | None = None
+    output: str = field(default="", repr=False)
+
+
+@contextmanager
+def keepalive_load(url: str, lead: float = 1.0, **options: int) -> Iterator[KeepAlive]:
+    """wrk against url while the body runs, `lead` seconds of it before and after."""
+    process = subprocess.Popen(  # nosec B603: a fixed command line
+        command(url, **options), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    load = KeepAlive()
+    try:
+        time.sleep(lead)
+        yield load
+        time.sleep(lead)
+    finally:
+        process.send_signal(signal.SIGINT)  # wrk stops and prints its report
+        load.output, _ = process.communicate(timeout=30)
+    load.result = parse(load.output)
