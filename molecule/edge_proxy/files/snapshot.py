@@ -16,7 +16,7 @@ import subprocess
 import time
 import urllib.request
 
-CHAIN = ["nft", "list", "chain", "ip", "edge_proxy", "melk-ai"]
+CHAIN = ["nft", "list", "chain", "ip", "edge_proxy", "app-melk-ai"]  # the app's chain
 
 
 def fetch(url: str, marker: str, seconds: float) -> str:

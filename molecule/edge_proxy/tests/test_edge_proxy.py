@@ -22,7 +22,7 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
 ).get_hosts("all")
 
 UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
-CHAIN = "nft list chain ip edge_proxy melk-ai"
+CHAIN = "nft list chain ip edge_proxy app-melk-ai"  # edge_upstream.chain_name
 FRONT_PORT = 18000
 MARKER_A = "melk-mol-backend-marker-blue"
 MARKER_B = "melk-mol-backend-marker-green"
