@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -74,6 +75,60 @@ def other_slot(slot: str | None) -> str:
     if slot == "green":
         return "blue"
     raise AnsibleFilterError(f"slot {shown(slot)} is invalid: it must be 'blue' or 'green'")
+
+
+_SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
+
+
+def slot_containers(inspected: object) -> dict[str, dict[str, Any]]:
+    """What runs in each slot: ``{slot: {running, restarts, sha}}`` from the JSON that
+    ``docker inspect <app>-blue <app>-green`` prints (a list; a container that does not
+    exist is left out of it), or from community.docker.docker_host_info's containers
+    (labels and state at the top, no restart count).  Containers without our slot and sha
+    labels are ignored."""
+    try:
+        items = json.loads(inspected) if isinstance(inspected, str) else inspected
+    except ValueError:
+        return {}
+    if not isinstance(items, list):
+        return {}
+    slots: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        labels = (item.get("Config") or {}).get("Labels") or item.get("Labels") or {}
+        slot, sha = labels.get("io.melk.slot"), labels.get("io.melk.sha")
+        if slot not in SLOTS or not isinstance(sha, str) or not _SHA_RE.match(sha):
+            continue
+        restarts = item.get("RestartCount")
+        state = item.get("State")
+        slots[slot] = {
+            "running": state == "running"
+            if isinstance(state, str)
+            else (state or {}).get("Running") is True,
+            "restarts": restarts if isinstance(restarts, int) else 0,
+            "sha": sha,
+        }
+    return slots
+
+
+def standby_release(slots: object, current_slot: object) -> dict[str, Any] | None:
+    """The standby: ``{slot, sha, restarts}`` of the release running in the slot that does not
+    serve, or None (no container there, or it is stopped)."""
+    if not isinstance(slots, Mapping) or current_slot not in SLOTS:
+        return None
+    slot = other_slot(str(current_slot))
+    found = slots.get(slot)
+    if not isinstance(found, Mapping) or not found.get("running"):
+        return None
+    return {"slot": slot, "sha": found.get("sha"), "restarts": found.get("restarts", 0)}
+
+
+def standby_ready(slots: object, current_slot: object, sha: object) -> bool:
+    """Whether a rollback to ``sha`` can be a switch: the standby is that release, running,
+    never restarted since it started."""
+    standby = standby_release(slots, current_slot)
+    return standby is not None and standby["sha"] == sha and standby["restarts"] == 0
 
 
 # --------------------------------------------------------------------------- release state
@@ -502,6 +557,9 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         functions: tuple[Callable[..., Any], ...] = (
             other_slot,
+            slot_containers,
+            standby_release,
+            standby_ready,
             reconcile_state,
             record_release,
             retained_releases,

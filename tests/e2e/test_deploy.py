@@ -36,9 +36,11 @@ def test_deploy_v2_under_load_drops_nothing(bed: Bed) -> None:
     assert report.failed == [], report.summary()
     assert report.versions["v1"] > 0 and report.versions["v2"] > 0
     assert bed.served_version() == "v2"
-    # the old release's container is gone, its image kept for rollback
-    containers = bed.sh("docker ps -a --format '{{.Names}} {{.Label \"io.melk.sha\"}}'").split("\n")
-    assert [c.split()[1] for c in containers if c] == [bed.releases["v2"]]
+    # the old release keeps running as the standby (app_keep_standby), its image kept
+    containers = bed.sh(
+        "docker ps --format '{{.Label \"io.melk.sha\"}}' --filter label=io.melk.app=melk-ai"
+    ).split()
+    assert sorted(containers) == sorted([bed.releases["v1"], bed.releases["v2"]])
     images = bed.sh(f"docker images --format '{{{{.Tag}}}}' {app.pull_repository()}").split()
     assert bed.releases["v1"] in images
 

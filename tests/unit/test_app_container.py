@@ -143,6 +143,36 @@ def test_main_in_check_mode_reports_and_runs_nothing() -> None:
     assert "container_id" not in result
 
 
+def test_absent_without_a_name_removes_only_the_images() -> None:
+    """After a deploy that keeps the standby: prune, and touch no container."""
+    docker = Docker(
+        (["docker", "image", "rm", "old:1"], IN_USE),
+        (["docker", "image", "rm", "gone:1"], (1, "", "Error: No such image: gone:1\n")),
+    )
+    result = run({"state": "absent", "remove_images": ["old:1", "gone:1", "new:1"]}, False, docker)
+    assert result == {
+        "changed": True,
+        "removed_images": ["new:1"],
+        "warnings": [f"image old:1 was kept: {IN_USE[2].strip()}"],
+    }
+    assert docker.calls == [["docker", "image", "rm", x] for x in ("old:1", "gone:1", "new:1")]
+
+
+def test_absent_without_a_name_in_check_mode_runs_nothing() -> None:
+    docker = Docker()
+    result = run({"state": "absent", "remove_images": ["old:1"]}, True, docker)
+    assert result == {"changed": True, "removed_images": ["old:1"]}
+    assert docker.calls == []
+    assert run({"state": "absent", "remove_images": []}, True, docker)["changed"] is False
+
+
+@pytest.mark.parametrize("state", ["started", "stopped"])
+def test_main_requires_a_name_to_start_or_stop(state: str) -> None:
+    result = run_module(app_container.main, {"state": state, "image": "x:1"})
+    assert result["rc"] == 1
+    assert "name" in result["msg"]
+
+
 def test_main_requires_an_image_to_start() -> None:
     result = run_module(app_container.main, {"name": "h1-never-started"})
     assert result["rc"] == 1

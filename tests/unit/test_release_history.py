@@ -433,6 +433,9 @@ def test_filter_module_exposes_the_history_filters() -> None:
     filters = FilterModule().filters()
     assert set(filters) == {
         "other_slot",
+        "slot_containers",
+        "standby_release",
+        "standby_ready",
         "reconcile_state",
         "record_release",
         "retained_releases",
@@ -850,3 +853,89 @@ def test_unknown_fields_are_copied_not_shared() -> None:
     state["meta"]["tags"].append("changed")
     assert raw["history"][0]["extra"] == {"tags": ["x"]}  # type: ignore[index]
     assert raw["meta"] == {"tags": ["y"]}
+
+
+# --------------------------------------------------------------------------- the standby
+
+
+def inspected(slot: str, sha: str, running: bool = True, restarts: int = 0) -> dict[str, Any]:
+    """One container as `docker inspect` prints it (the keys slot_containers reads)."""
+    return {
+        "Config": {"Labels": {"io.melk.slot": slot, "io.melk.sha": sha, "io.melk.app": "a"}},
+        "State": {"Running": running, "Status": "running" if running else "exited"},
+        "RestartCount": restarts,
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("[]", {}),
+        ("", {}),
+        ("not json", {}),
+        ('{"a": 1}', {}),
+        (None, {}),
+        (
+            json.dumps([inspected("blue", SHA_A), inspected("green", SHA_B, False, 3)]),
+            {
+                "blue": {"running": True, "restarts": 0, "sha": SHA_A},
+                "green": {"running": False, "restarts": 3, "sha": SHA_B},
+            },
+        ),
+        # docker_host_info's shape: labels and state at the top, no restart count
+        (
+            [{"Labels": {"io.melk.slot": "green", "io.melk.sha": SHA_B}, "State": "running"}],
+            {"green": {"running": True, "restarts": 0, "sha": SHA_B}},
+        ),
+        (
+            [{"Labels": {"io.melk.slot": "green", "io.melk.sha": SHA_B}, "State": "exited"}],
+            {"green": {"running": False, "restarts": 0, "sha": SHA_B}},
+        ),
+        # not ours: no labels, another slot name, a sha that is not one
+        ([{"Config": {"Labels": None}, "State": {"Running": True}}], {}),
+        ([inspected("red", SHA_A)], {}),
+        ([inspected("blue", "latest")], {}),
+        (["x", 3], {}),
+    ],
+)
+def test_slot_containers(given: object, expected: dict[str, Any]) -> None:
+    assert release_history.slot_containers(given) == expected
+
+
+SLOTS_AB = {
+    "blue": {"running": True, "restarts": 0, "sha": SHA_A},
+    "green": {"running": True, "restarts": 0, "sha": SHA_B},
+}
+
+
+@pytest.mark.parametrize(
+    ("slots", "current", "expected"),
+    [
+        (SLOTS_AB, "blue", {"slot": "green", "sha": SHA_B, "restarts": 0}),
+        (SLOTS_AB, "green", {"slot": "blue", "sha": SHA_A, "restarts": 0}),
+        ({"blue": SLOTS_AB["blue"]}, "blue", None),  # nothing in the other slot
+        ({**SLOTS_AB, "green": {**SLOTS_AB["green"], "running": False}}, "blue", None),
+        (SLOTS_AB, None, None),  # nothing serves: no standby either
+        (SLOTS_AB, "red", None),
+        ("x", "blue", None),
+    ],
+)
+def test_standby_release(slots: object, current: object, expected: dict[str, Any] | None) -> None:
+    assert release_history.standby_release(slots, current) == expected
+
+
+@pytest.mark.parametrize(
+    ("slots", "sha", "ready"),
+    [
+        (SLOTS_AB, SHA_B, True),
+        (SLOTS_AB, SHA_A, False),  # that one serves; the standby is another release
+        (SLOTS_AB, "c" * 40, False),  # an older retained release: the full path
+        ({**SLOTS_AB, "green": {**SLOTS_AB["green"], "restarts": 1}}, SHA_B, False),
+        ({**SLOTS_AB, "green": {**SLOTS_AB["green"], "running": False}}, SHA_B, False),
+        ({"blue": SLOTS_AB["blue"]}, SHA_B, False),
+    ],
+)
+def test_standby_ready_only_for_the_running_never_restarted_standby(
+    slots: object, sha: str, ready: bool
+) -> None:
+    assert release_history.standby_ready(slots, "blue", sha) is ready

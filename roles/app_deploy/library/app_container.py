@@ -43,9 +43,10 @@ description:
   - The container's environment comes from O(env_file) on the host and is never returned.
 options:
   name:
-    description: Container name, for example C(melk-ai-blue).
+    description: Container name, for example C(melk-ai-blue). Required, except with
+      O(state=absent), where leaving it out removes only O(remove_images) (after a deploy
+      that keeps the release before running as the standby).
     type: str
-    required: true
   state:
     description: What the container should be.
     type: str
@@ -98,6 +99,11 @@ EXAMPLES = r"""
       io.melk.sha: 4f2c9e1d0b7a8c6e5f4d3c2b1a0f9e8d7c6b5a49
     restart_policy: unless-stopped
 
+- name: Remove images no longer retained, keeping every container (the standby runs on)
+  app_container:
+    state: absent
+    remove_images: [registry.example/melk-ai:0123456789abcdef0123456789abcdef01234567]
+
 - name: Retire the old release and the images no longer retained
   app_container:
     name: melk-ai-blue
@@ -120,7 +126,7 @@ removed_images:
 STATES = ("started", "stopped", "absent")
 
 ARGUMENT_SPEC: dict[str, Any] = {
-    "name": {"type": "str", "required": True},
+    "name": {"type": "str"},
     "state": {"type": "str", "default": "started", "choices": list(STATES)},
     "image": {"type": "str"},
     "published_ports": {"type": "list", "elements": "str", "default": []},
@@ -130,7 +136,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "stop_timeout": {"type": "int", "default": 10},
     "remove_images": {"type": "list", "elements": "str", "default": []},
 }
-REQUIRED_IF = [("state", "started", ("image",))]
+REQUIRED_IF = [("state", "started", ("name", "image")), ("state", "stopped", ("name",))]
 
 
 def _fail(what: str, rc: int, err: str) -> dict[str, Any]:
@@ -197,8 +203,12 @@ def start(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[s
 
 
 def stop(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[str, Any]:
-    """Stop (state stopped) or stop and remove (state absent) the container; prune images."""
-    name = params["name"]
+    """Stop (state stopped) or stop and remove (state absent) the container; prune images.
+
+    Without a name (state absent only), the images alone."""
+    name = params.get("name")
+    if not name:
+        return prune_only(list(params.get("remove_images") or []), check_mode, runner)
     rc, out, err = runner(state_argv(name))
     if rc != 0 and not missing(err):
         return _fail(f"inspecting container {name}", rc, err)
@@ -226,6 +236,14 @@ def stop(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[st
         "removed_images": removed,
         "warnings": warnings,
     }
+
+
+def prune_only(images: list[str], check_mode: bool, runner: Runner) -> dict[str, Any]:
+    """Remove images no longer retained, touching no container."""
+    if check_mode:
+        return {"changed": bool(images), "removed_images": images}
+    removed, warnings = remove_images(images, runner)
+    return {"changed": bool(removed), "removed_images": removed, "warnings": warnings}
 
 
 def run(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[str, Any]:
