@@ -21,6 +21,8 @@ HOST_PACKAGES: dict[str, str] = {
     "debootstrap": "debootstrap",
     "ssh": "openssh-client",
     "docker-registry": "docker-registry",
+    # htpasswd -B: the login of the registry that requires one (registry login tests)
+    "htpasswd": "apache2-utils",
 }
 # Packages detected by a file rather than a command.
 HOST_FILES: dict[str, str] = {
