@@ -27,6 +27,9 @@ environment (used when --inventory is not given; empty means unset):
 always:
   APP_IMAGE          image repository without tag (else the inventory's app_image)
   APP_ENV_JSON       JSON object of the app's environment (secrets); never printed
+  APP_REGISTRY_USERNAME, APP_REGISTRY_PASSWORD
+                     the registry login of the image (app_registry_username and
+                     app_registry_password; both or neither); the password is never printed
   SLACK_WEBHOOK      Slack incoming webhook (or --slack-webhook)
   GITHUB_STEP_SUMMARY  the Markdown summary is appended to this file when set
 """

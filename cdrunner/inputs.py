@@ -1,5 +1,5 @@
 """What a run is told: the target hosts from DEPLOY_* variables, the extra vars
-(sha, app_image, app_env) and the environment handed to Ansible. Pure functions:
+(sha, app_image, app_env, the registry login) and the environment handed to Ansible. Pure functions:
 nothing here reads os.environ or touches a file."""
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ CONSUMED = frozenset(
         "DEPLOY_INSECURE_SKIP_HOST_KEY_CHECK",
         "APP_IMAGE",
         "APP_ENV_JSON",
+        "APP_REGISTRY_USERNAME",
+        "APP_REGISTRY_PASSWORD",
         "SLACK_WEBHOOK",
     }
 )
@@ -183,8 +185,28 @@ def parse_app_env(raw: str | None) -> dict[str, str] | None:
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
 
 
+@dataclass(frozen=True)
+class RegistryLogin:
+    """APP_REGISTRY_USERNAME / APP_REGISTRY_PASSWORD, passed on as app_registry_username /
+    app_registry_password when set (deploy.yml refuses one without the other)."""
+
+    username: str | None = None
+    password: str | None = None
+
+
+def registry_login_from_env(env: Mapping[str, str]) -> RegistryLogin:
+    """The registry login from the environment. The password is taken byte for byte (a
+    token may end in whitespace); only an empty one counts as unset."""
+    return RegistryLogin(
+        setting(env, "APP_REGISTRY_USERNAME"), env.get("APP_REGISTRY_PASSWORD") or None
+    )
+
+
 def extra_vars(
-    sha: str | None, app_image: str | None, app_env: Mapping[str, str] | None
+    sha: str | None,
+    app_image: str | None,
+    app_env: Mapping[str, str] | None,
+    login: RegistryLogin | None = None,
 ) -> dict[str, object]:
     """The run's extra vars; written to a file in the private data dir only."""
     result: dict[str, object] = {}
@@ -194,6 +216,10 @@ def extra_vars(
         result["app_image"] = app_image
     if app_env is not None:
         result["app_env"] = dict(app_env)
+    if login is not None and login.username is not None:
+        result["app_registry_username"] = login.username
+    if login is not None and login.password is not None:
+        result["app_registry_password"] = login.password
     return result
 
 
@@ -234,14 +260,19 @@ def runner_env(
 
 
 def secret_values(
-    target: Target | None, app_env: Mapping[str, str] | None, webhook: str | None
+    target: Target | None,
+    app_env: Mapping[str, str] | None,
+    webhook: str | None,
+    registry_password: str | None = None,
 ) -> list[str]:
     """Values that must never be printed nor kept: app_env values, the SSH key's
-    body lines and the Slack webhook. Short values are left out (they would
-    mask ordinary words)."""
+    body lines, the Slack webhook and the registry password. Short values are
+    left out (they would mask ordinary words)."""
     values: list[str] = []
     if app_env:
         values += [v for v in app_env.values() if len(v) >= 6]
+    if registry_password and len(registry_password) >= 6:
+        values.append(registry_password)
     if target is not None and target.ssh_key:
         values += [
             line.strip()
@@ -262,4 +293,4 @@ def known_secrets(env: Mapping[str, str], webhook: str | None) -> list[str]:
         app_env = None
     key = setting(env, "DEPLOY_SSH_KEY")
     target = Target((), "", 22, normalize_key(key), None, False) if key else None
-    return secret_values(target, app_env, webhook)
+    return secret_values(target, app_env, webhook, registry_login_from_env(env).password)

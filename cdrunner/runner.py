@@ -1,8 +1,9 @@
 """The run itself, through ansible-runner's Python API.
 
-Where secrets go: the extra vars (app_env), the SSH key, the known_hosts lines
-and the generated inventory are written, mode 0600, into a private data dir
-that is a fresh temporary directory (mode 0700), removed after the run.
+Where secrets go: the extra vars (app_env, the registry password), the SSH
+key, the known_hosts lines and the generated inventory are written, mode
+0600, into a private data dir that is a fresh temporary directory (mode
+0700), removed after the run.
 ansible-runner references the extra vars there as ``-e @<file>``, so only the
 path shows in its artifacts. The artifacts (job_events, stdout, command, rc,
 status) go to a separate directory that is kept. ansible-runner writes the
@@ -34,6 +35,7 @@ from cdrunner.inputs import (
     extravars_text,
     inventory_for,
     parse_app_env,
+    registry_login_from_env,
     runner_env,
     secret_values,
     setting,
@@ -76,8 +78,9 @@ def prepare(request: Request, env: Mapping[str, str], webhook: str | None) -> Pr
     """Read and check the inputs (InputError when refused)."""
     target = None if request.inventory is not None else target_from_env(env)
     app_env = parse_app_env(setting(env, "APP_ENV_JSON"))
-    variables = extra_vars(request.sha, setting(env, "APP_IMAGE"), app_env)
-    return Prepared(target, variables, secret_values(target, app_env, webhook))
+    login = registry_login_from_env(env)
+    variables = extra_vars(request.sha, setting(env, "APP_IMAGE"), app_env, login)
+    return Prepared(target, variables, secret_values(target, app_env, webhook, login.password))
 
 
 def run_ident(action: str, now: datetime) -> str:

@@ -23,6 +23,8 @@ HOST_PACKAGES: dict[str, str] = {
     "docker-registry": "docker-registry",
     "nft": "nftables",  # checks switch files (unit-docker)
     "wrk": "wrk",  # HTTP load with keep-alive connections (e2e, faults, bench)
+    # htpasswd -B: the login of the registry that requires one (registry login tests)
+    "htpasswd": "apache2-utils",
 }
 # Packages detected by a file rather than a command.
 HOST_FILES: dict[str, str] = {

@@ -91,6 +91,26 @@ def test_summary_is_appended(tmp_path: Path, env: dict[str, str]) -> None:
     assert Path(env["GITHUB_STEP_SUMMARY"]).read_text().startswith("# earlier step\n### Deploy")
 
 
+REGISTRY_PASSWORD = "ghp-s3cret-{{ 7*7 }}-registry"
+
+
+def test_the_registry_login_is_passed_on_and_kept_out_of_output(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    env.update(APP_REGISTRY_USERNAME="ci-bot", APP_REGISTRY_PASSWORD=REGISTRY_PASSWORD)
+    leak = ok(role="app_deploy", task=f"Log in {REGISTRY_PASSWORD}")
+    fake = FakeRunner([leak, *SUCCESS])
+    code, output = deploy(tmp_path, env, fake)
+    assert code == 0
+    variables = ansible_extra_vars(fake.private_files["env/extravars"], tmp_path)
+    assert variables["app_registry_username"] == "ci-bot"
+    assert variables["app_registry_password"] == REGISTRY_PASSWORD
+    assert templatable_strings(variables) == []
+    # a task that printed it (no_log missing) is masked in the output and the artifacts
+    assert REGISTRY_PASSWORD not in output
+    assert REGISTRY_PASSWORD not in all_artifact_text(tmp_path)
+
+
 def test_runner_is_called_with_the_playbook_and_a_private_dir(
     tmp_path: Path, env: dict[str, str]
 ) -> None:

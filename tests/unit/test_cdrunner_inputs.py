@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from cdrunner.inputs import (
     InputError,
+    RegistryLogin,
     Target,
     extra_vars,
     extravars_text,
@@ -26,6 +27,7 @@ from cdrunner.inputs import (
     parse_hosts,
     parse_port,
     parse_user,
+    registry_login_from_env,
     runner_env,
     secret_values,
     ssh_common_args,
@@ -322,3 +324,67 @@ def test_known_secrets_never_raise(app_env_json: str) -> None:
     values = known_secrets({**BASE, "APP_ENV_JSON": app_env_json}, None)
     assert ("s3cret-value" in values) is app_env_json.startswith("{")
     assert any(len(v) > 40 for v in values)  # the key body
+
+
+REGISTRY_PASSWORD = " ghp_{{ 7*7 }}{% raw %}$HOME'\"\\ "  # spaces kept: byte for byte
+
+
+@pytest.mark.parametrize(
+    ("env", "login"),
+    [
+        ({}, RegistryLogin(None, None)),
+        ({"APP_REGISTRY_USERNAME": "", "APP_REGISTRY_PASSWORD": ""}, RegistryLogin(None, None)),
+        (
+            {"APP_REGISTRY_USERNAME": " ci-bot\n", "APP_REGISTRY_PASSWORD": REGISTRY_PASSWORD},
+            RegistryLogin("ci-bot", REGISTRY_PASSWORD),
+        ),
+        ({"APP_REGISTRY_PASSWORD": REGISTRY_PASSWORD}, RegistryLogin(None, REGISTRY_PASSWORD)),
+        ({"APP_REGISTRY_USERNAME": "ci-bot"}, RegistryLogin("ci-bot", None)),
+    ],
+)
+def test_registry_login_from_env(env: dict[str, str], login: RegistryLogin) -> None:
+    assert registry_login_from_env(env) == login
+
+
+@pytest.mark.parametrize(
+    ("login", "expected"),
+    [
+        (None, {"sha": "abc1234"}),
+        (RegistryLogin(None, None), {"sha": "abc1234"}),
+        (
+            RegistryLogin("ci-bot", REGISTRY_PASSWORD),
+            {
+                "sha": "abc1234",
+                "app_registry_username": "ci-bot",
+                "app_registry_password": REGISTRY_PASSWORD,
+            },
+        ),
+        # half a pair is passed on as given: deploy.yml refuses it before any host
+        (RegistryLogin(None, "x"), {"sha": "abc1234", "app_registry_password": "x"}),
+        (RegistryLogin("ci-bot", None), {"sha": "abc1234", "app_registry_username": "ci-bot"}),
+    ],
+)
+def test_extra_vars_pass_the_registry_login_on(
+    login: RegistryLogin | None, expected: dict[str, object]
+) -> None:
+    assert extra_vars("abc1234", None, None, login) == expected
+
+
+def test_the_registry_password_reaches_ansible_literally(tmp_path: Path) -> None:
+    variables = extra_vars(None, None, None, RegistryLogin("ci-bot", REGISTRY_PASSWORD))
+    loaded = ansible_extra_vars(extravars_text(variables), tmp_path)
+    assert loaded["app_registry_password"] == REGISTRY_PASSWORD
+    assert templatable_strings(loaded) == []
+
+
+def test_the_registry_login_stays_out_of_ansibles_environment() -> None:
+    base = {"APP_REGISTRY_USERNAME": "ci-bot", "APP_REGISTRY_PASSWORD": "x" * 20, "PATH": ""}
+    env = runner_env(base, Path("/v/bin"), Path("/a.cfg"), check_host_keys=True)
+    assert "APP_REGISTRY_USERNAME" not in env and "APP_REGISTRY_PASSWORD" not in env
+
+
+@pytest.mark.parametrize(("password", "masked"), [("s3cret-token", True), ("short", False)])
+def test_the_registry_password_is_masked(password: str, masked: bool) -> None:
+    assert (password in secret_values(None, None, None, password)) is masked
+    env = {**BASE, "APP_REGISTRY_PASSWORD": password}
+    assert (password in known_secrets(env, None)) is masked

@@ -25,11 +25,12 @@ REFUSAL = "Refused before any host was touched"
 pytestmark = pytest.mark.playbook
 
 
-# host_vars of host 'bad' in each run; the three runs go in parallel.
+# host_vars of host 'bad' in each run; the runs go in parallel.
 BAD_INPUT: dict[str, dict[str, object]] = {
     "filter check": {"app_port": 70000},
     "argument spec": {"app_port": "eighty"},
     "positive control": {"app_port": 8000},
+    "half a registry login": {"app_registry_password": "s3cret-registry-pw-{{ 7*7 }}"},
 }
 
 
@@ -154,3 +155,17 @@ def test_positive_control_valid_input_contacts_the_hosts(
         assert report["stats"][host]["unreachable"] == 1
         assert contacted_after_validation(report, host) != []
     assert rc == 4
+
+
+def test_a_registry_password_without_a_username_is_refused_without_showing_it(
+    runs: dict[str, tuple[int, Any]],
+) -> None:
+    rc, report = runs["half a registry login"]
+    assert contacted_after_validation(report, "good") == []
+    assert report["stats"]["good"]["unreachable"] == 0
+    failures = [r.get("msg", "") for _, _, r in results(report, "bad") if r.get("failed")]
+    assert len(failures) == 1 and REFUSAL in failures[0]
+    assert "app_registry_password is set but app_registry_username is not" in failures[0]
+    assert verdicts(report)["bad"]["accepted"] is False
+    assert "s3cret-registry-pw" not in json.dumps(report)
+    assert rc == 2
