@@ -31,7 +31,9 @@ environment (empty means unset):
                      DEPLOY_HOST (host keys are checked) unless
                      DEPLOY_INSECURE_SKIP_HOST_KEY_CHECK=true
   ANSIBLE_VAULT_PASSWORD  the password of the inventory's vault files; never printed
-  APP_IMAGE          image repository without tag (else the inventory's app_image)
+  APP_IMAGE          image repository without tag: overrides the inventory's app_image
+  APP_IMAGE_DEFAULT  app_image when neither APP_IMAGE nor the inventory sets it
+                     (the CD workflow: ghcr.io/<owner>/<repo>, what Docker Publish pushes)
   APP_ENV_JSON       JSON object of the app's environment (secrets); never printed
   SLACK_WEBHOOK      Slack incoming webhook (or --slack-webhook)
   GITHUB_STEP_SUMMARY  the Markdown summary is appended to this file when set

@@ -43,6 +43,7 @@ CONSUMED = frozenset(
         "DEPLOY_KNOWN_HOSTS",
         "DEPLOY_INSECURE_SKIP_HOST_KEY_CHECK",
         "APP_IMAGE",
+        "APP_IMAGE_DEFAULT",
         "APP_ENV_JSON",
         "SLACK_WEBHOOK",
         "ANSIBLE_VAULT_PASSWORD",

@@ -89,6 +89,7 @@ class Prepared:
     ssh_key: str | None = None
     known_hosts: str | None = None
     vault_password: str | None = None
+    default_image: str | None = None
 
 
 ShapeReader = Callable[[Path], Shape]
@@ -120,6 +121,7 @@ def prepare(
         ssh_key=target.ssh_key if target else (normalize_key(key) if key else None),
         known_hosts=target.known_hosts if target else (known.strip() + "\n" if known else None),
         vault_password=vault,
+        default_image=setting(env, "APP_IMAGE_DEFAULT"),
     )
 
 
@@ -151,6 +153,11 @@ def write_private_data(private: Path, request: Request, prepared: Prepared) -> l
     if prepared.vault_password is not None:
         write_private(private / VAULT_PASSWORD_FILE, prepared.vault_password)
     sources = [request.inventory.resolve()] if request.inventory is not None else []
+    if prepared.default_image is not None:
+        # First, as an inventory file's group vars: the inventory's own
+        # group_vars/all and any later source set app_image over it.
+        defaults = {"all": {"vars": {"app_image": prepared.default_image}}}
+        sources.insert(0, write_private(private / "defaults.json", json.dumps(defaults)))
     if prepared.target is not None:
         inventory = inventory_for(prepared.target, prepared.groups)
         sources.append(write_private(private / "inventory.json", json.dumps(inventory, indent=2)))

@@ -675,3 +675,31 @@ def test_real_runner_reads_the_inventorys_vault_with_the_cd_secret(
         assert code == 4, out.getvalue()
         assert "vault" in out.getvalue().lower()
     assert "10.0.0.5" not in summary + all_artifact_text(tmp_path)
+
+
+@pytest.mark.playbook
+@pytest.mark.parametrize("inventory_sets_it", [True, False])
+def test_app_image_default_yields_to_the_inventory(
+    tmp_path: Path, env: dict[str, str], inventory_sets_it: bool
+) -> None:
+    """APP_IMAGE_DEFAULT (the CD workflow's ghcr.io/<repo>) applies only where the
+    inventory sets no app_image. Both are invalid here (upper case), so the
+    input check refuses the run and names the one it was given."""
+    inventory = production_like(tmp_path, PLACEHOLDER_HOSTS)
+    if inventory_sets_it:
+        (inventory / "group_vars" / "all" / "main.yml").write_text("app_image: inv.test/Own\n")
+    env = {k: v for k, v in env.items() if k != "APP_IMAGE"}
+    env = {
+        **os.environ,
+        **env,
+        "APP_IMAGE_DEFAULT": "ghcr.io/Org/default",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+    }
+    env.pop("APP_IMAGE", None)
+    out = io.StringIO()
+    argv = ["deploy", "--sha", SHA_B, "-i", str(inventory), "--artifacts-dir", str(tmp_path / "a")]
+    code = main(argv, env, out)
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert code == 2, out.getvalue()
+    expected = "inv.test/Own" if inventory_sets_it else "ghcr.io/Org/default"
+    assert f"app_image '{expected}' is invalid" in summary, summary
