@@ -300,3 +300,24 @@ def test_no_secret_in_artifacts_or_output(cd: Cd) -> None:
         assert HOST not in run.summary
     # the secret did reach the app (so the checks above are not vacuous)
     assert CD_SENTINEL in cd.bed.sh("cat /opt/melk-ai/app.env")
+
+
+def ssh_masters(port: int) -> list[str]:
+    """SSH control masters on this machine for the bed's host, port and user with
+    their socket in a cdrunner private directory (ControlPersist would keep them
+    120 s). A master shows as `ssh: <socket> [mux]`; Ansible names the socket
+    after sha1("host-port-user")[:10]."""
+    name = hashlib.sha1(f"{HOST}-{port}-deploy".encode(), usedforsecurity=False).hexdigest()[:10]
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [
+        line
+        for line in ps.stdout.splitlines()
+        if line.startswith("ssh") and "cdrunner-" in line and f"/cp/{name}" in line
+    ]
+
+
+def test_no_ssh_master_outlives_a_run(cd: Cd) -> None:
+    """cdrunner tells each control master to exit (ssh -O exit) before it
+    removes the directory of their sockets."""
+    assert cd.runs, "runs after the others in this module"
+    assert ssh_masters(cd.bed.server.ssh_port) == []
