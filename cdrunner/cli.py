@@ -17,15 +17,23 @@ from cdrunner.runner import ACTIONS, Outcome, Request, RunFunction, execute
 from cdrunner.summary import render, slack_text
 
 ENVIRONMENT_HELP = """\
-environment (used when --inventory is not given; empty means unset):
-  DEPLOY_HOST        one or more hosts, comma-separated
-  DEPLOY_USER        the SSH user (sudo rights on the hosts)
-  DEPLOY_PORT        SSH port (default 22)
-  DEPLOY_SSH_KEY     the private key, as text
-  DEPLOY_KNOWN_HOSTS the hosts' known_hosts lines (ssh-keyscan); required, host keys
-                     are checked, unless DEPLOY_INSECURE_SKIP_HOST_KEY_CHECK=true
-always:
-  APP_IMAGE          image repository without tag (else the inventory's app_image)
+environment (empty means unset):
+  DEPLOY_HOST        one or more hosts, comma-separated: required without --inventory;
+                     with one, they replace the inventory's placeholder hosts
+                     (none, or names under example.com, .example, .invalid, .test)
+                     in each of its groups; an inventory with real hosts and
+                     DEPLOY_HOST both set are refused. Named deploy-host-N in the run.
+  DEPLOY_USER        the SSH user of the DEPLOY_HOST hosts (sudo rights on them)
+  DEPLOY_PORT        their SSH port (default 22)
+  DEPLOY_SSH_KEY     the private key, as text (for every host, unless the inventory
+                     sets another)
+  DEPLOY_KNOWN_HOSTS the hosts' known_hosts lines (ssh-keyscan); required with
+                     DEPLOY_HOST (host keys are checked) unless
+                     DEPLOY_INSECURE_SKIP_HOST_KEY_CHECK=true
+  ANSIBLE_VAULT_PASSWORD  the password of the inventory's vault files; never printed
+  APP_IMAGE          image repository without tag: overrides the inventory's app_image
+  APP_IMAGE_DEFAULT  app_image when neither APP_IMAGE nor the inventory sets it
+                     (the CD workflow: ghcr.io/<owner>/<repo>, what Docker Publish pushes)
   APP_ENV_JSON       JSON object of the app's environment (secrets); never printed
   APP_REGISTRY_USERNAME, APP_REGISTRY_PASSWORD
                      the registry login of the image (app_registry_username and
@@ -68,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
             + ("" if is_deploy else "; a unique prefix, default: the release before"),
         )
         cmd.add_argument(
-            "--inventory", "-i", type=Path, help="inventory file (default: from DEPLOY_*)"
+            "--inventory",
+            "-i",
+            type=Path,
+            help="inventory file or directory, with its group_vars (e.g. inventories/production;"
+            " default: the hosts of DEPLOY_* only)",
         )
         cmd.add_argument(
             "--extra-vars-file",
@@ -94,8 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def request_from(args: argparse.Namespace) -> Request:
-    for path in [args.inventory, *args.extra_vars_file]:
-        if path is not None and not path.is_file():
+    if args.inventory is not None and not args.inventory.exists():
+        raise InputError(f"no such inventory: {args.inventory}")
+    for path in args.extra_vars_file:
+        if not path.is_file():
             raise InputError(f"no such file: {path}")
     return Request(
         action=args.action,

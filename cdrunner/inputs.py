@@ -1,13 +1,23 @@
 """What a run is told: the target hosts from DEPLOY_* variables, the extra vars
-(sha, app_image, app_env, the registry login) and the environment handed to Ansible. Pure functions:
-nothing here reads os.environ or touches a file."""
+(sha, app_image, app_env, the registry login) and the environment handed to Ansible. Pure
+functions: nothing here reads os.environ or touches a file.
+
+Hosts, when both an inventory and DEPLOY_HOST are given (the fill-in rule): the
+inventory's hosts must all be placeholders (none at all, or names under the
+reserved example domains: example.com/.net/.org, .example, .invalid, .test,
+.localhost); the DEPLOY_HOST hosts then take their place, in every group the
+inventory defines, reached as DEPLOY_USER on DEPLOY_PORT. An inventory that names
+real hosts and a DEPLOY_HOST both set are refused: one source of hosts. Each
+DEPLOY_HOST host is named deploy-host-N in the run (its address is ansible_host),
+so that the summary and the artifacts never show the secret's value.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +43,29 @@ CONSUMED = frozenset(
         "DEPLOY_KNOWN_HOSTS",
         "DEPLOY_INSECURE_SKIP_HOST_KEY_CHECK",
         "APP_IMAGE",
+        "APP_IMAGE_DEFAULT",
         "APP_ENV_JSON",
         "APP_REGISTRY_USERNAME",
         "APP_REGISTRY_PASSWORD",
         "SLACK_WEBHOOK",
+        "ANSIBLE_VAULT_PASSWORD",
     }
 )
+# RFC 2606 / RFC 6761 names: a host under them is a placeholder, never a server
+# (a suffix with a dot: names under that top-level domain; without: that domain
+# and the names under it).
+PLACEHOLDER_SUFFIXES = (
+    ".example",
+    ".invalid",
+    ".test",
+    ".localhost",
+    "example.com",
+    "example.net",
+    "example.org",
+)
+# Host names and addresses shorter than this are not masked (they would mask
+# ordinary words); an IPv4 address is at least 7 characters.
+MIN_MASKED = 6
 _SECRET_NAME = re.compile(
     r"TOKEN|SECRET|PASSW|PRIVATE|WEBHOOK|CREDENTIAL|API_?KEY|ACCESS_KEY|_KEY$|^KEY$",
     re.IGNORECASE,
@@ -135,9 +162,12 @@ def target_from_env(env: Mapping[str, str]) -> Target:
     )
 
 
-def ssh_common_args(known_hosts_file: Path | None, with_key: bool) -> str:
-    """ansible_ssh_common_args: strict host key checking against our own file."""
-    if known_hosts_file is None:
+def ssh_common_args(known_hosts_file: Path | None, with_key: bool, insecure: bool = True) -> str:
+    """ssh_common_args: strict host key checking against our own file; without
+    one, against the user's known_hosts, or (insecure) none."""
+    if known_hosts_file is None and not insecure:
+        args = ["-o", "StrictHostKeyChecking=yes"]
+    elif known_hosts_file is None:
         args = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
     else:
         args = [
@@ -151,19 +181,74 @@ def ssh_common_args(known_hosts_file: Path | None, with_key: bool) -> str:
     return shlex.join(args)
 
 
-def inventory_for(
-    target: Target, key_file: Path | None, known_hosts_file: Path | None
-) -> dict[str, object]:
-    """An Ansible inventory (dump as JSON) for the target; the key and the
-    known_hosts lines are referenced by path, never inlined."""
-    group_vars: dict[str, object] = {
-        "ansible_user": target.user,
-        "ansible_port": target.port,
-        "ansible_ssh_common_args": ssh_common_args(known_hosts_file, key_file is not None),
+def alias(index: int) -> str:
+    """The inventory name of the index-th (from 1) DEPLOY_HOST host."""
+    return f"deploy-host-{index}"
+
+
+def is_placeholder(host: str) -> bool:
+    """A host name of the reserved example domains (the shipped inventory's)."""
+    name = host.lower().rstrip(".")
+    return any(
+        name.endswith(suffix)
+        if suffix.startswith(".")
+        else name.endswith(f".{suffix}") or name == suffix
+        for suffix in PLACEHOLDER_SUFFIXES
+    )
+
+
+def placeholders(hosts: Mapping[str, object], deploy_host_set: bool) -> tuple[str, ...]:
+    """The inventory's hosts the DEPLOY_HOST hosts replace (the fill-in rule);
+    InputError when both name real hosts. The message counts, never names, them."""
+    if not deploy_host_set:
+        return ()
+    real = [h for h in hosts if not is_placeholder(h)]
+    if real:
+        raise InputError(
+            f"DEPLOY_HOST is set and the inventory names {len(real)} host(s) that are not "
+            "placeholders (example.com, .example, .invalid, .test): give the hosts in one "
+            "place, the inventory or DEPLOY_HOST"
+        )
+    return tuple(sorted(hosts))
+
+
+def inventory_for(target: Target, groups: Sequence[str] = ()) -> dict[str, object]:
+    """An Ansible inventory (dump as JSON) for the target: each host as
+    deploy-host-N with its address in ansible_host, also in each of groups.
+    The key and known_hosts reach SSH through the environment (ssh_env)."""
+    hosts = {
+        alias(n): {"ansible_host": host, "ansible_user": target.user, "ansible_port": target.port}
+        for n, host in enumerate(target.hosts, start=1)
+    }
+    inventory: dict[str, object] = {"all": {"hosts": hosts}}
+    for group in groups:
+        if group not in ("all", "ungrouped"):
+            inventory[group] = {"hosts": {name: {} for name in hosts}}
+    return inventory
+
+
+def ssh_env(
+    key_file: Path | None, known_hosts_file: Path | None, insecure: bool, control_dir: Path
+) -> dict[str, str]:
+    """Connection settings as Ansible configuration (environment), the lowest
+    precedence: what an inventory sets for a host wins, as on a laptop. SSH
+    control sockets go to control_dir (removed after the run)."""
+    env = {
+        "ANSIBLE_SSH_COMMON_ARGS": ssh_common_args(
+            known_hosts_file, key_file is not None, insecure
+        ),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
     }
     if key_file is not None:
-        group_vars["ansible_ssh_private_key_file"] = str(key_file)
-    return {"all": {"hosts": {host: {} for host in target.hosts}, "vars": group_vars}}
+        env["ANSIBLE_PRIVATE_KEY_FILE"] = str(key_file)
+    return env
+
+
+def limit_for(limit: str | None, excluded: Sequence[str]) -> str | None:
+    """--limit with the placeholder hosts taken out."""
+    if not excluded:
+        return limit
+    return ":".join([limit or "all", *(f"!{host}" for host in excluded)])
 
 
 def parse_app_env(raw: str | None) -> dict[str, str] | None:
@@ -264,11 +349,13 @@ def secret_values(
     app_env: Mapping[str, str] | None,
     webhook: str | None,
     registry_password: str | None = None,
+    vault_password: str | None = None,
 ) -> list[str]:
     """Values that must never be printed nor kept: app_env values, the SSH key's
-    body lines, the Slack webhook and the registry password. Short values are
-    left out (they would mask ordinary words)."""
-    values: list[str] = []
+    body lines, the Slack webhook, the registry password and the vault password.
+    Short values are left out (they would mask ordinary words), except the vault
+    password."""
+    values: list[str] = [vault_password] if vault_password else []
     if app_env:
         values += [v for v in app_env.values() if len(v) >= 6]
     if registry_password and len(registry_password) >= 6:
@@ -293,4 +380,13 @@ def known_secrets(env: Mapping[str, str], webhook: str | None) -> list[str]:
         app_env = None
     key = setting(env, "DEPLOY_SSH_KEY")
     target = Target((), "", 22, normalize_key(key), None, False) if key else None
-    return secret_values(target, app_env, webhook, registry_login_from_env(env).password)
+    vault = env.get("ANSIBLE_VAULT_PASSWORD") or None
+    registry_password = registry_login_from_env(env).password
+    return secret_values(target, app_env, webhook, registry_password, vault) + private_values(env)
+
+
+def private_values(env: Mapping[str, str]) -> list[str]:
+    """Values masked, without a warning, wherever they appear: the DEPLOY_HOST
+    names and addresses (the run calls them deploy-host-N)."""
+    hosts = [h.strip() for h in (setting(env, "DEPLOY_HOST") or "").split(",")]
+    return sorted({h for h in hosts if len(h) >= MIN_MASKED}, key=len, reverse=True)

@@ -117,6 +117,18 @@ class Bed:
         raw = self.sh("cat /opt/melk-ai/releases.json 2>/dev/null || true", host)
         return json.loads(raw) if raw.strip() else {}
 
+    def release_env_sha256(self, name: str) -> str:
+        """SHA-256 of the variable `name` (with a newline) in the environment of
+        the serving release's process, computed on the server: a value is never
+        printed, not even by a failing assertion. sha256 of "" when unset."""
+        container = f"melk-ai-{self.state()['current']['slot']}"
+        command = (
+            f"pid=$(docker inspect --format '{{{{.State.Pid}}}}' {container}) && "
+            f"tr '\\0' '\\n' < /proc/$pid/environ | sed -n 's/^{name}=//p'"
+            " | sha256sum | cut -d' ' -f1"
+        )
+        return self.sh(command).strip()
+
     def served_version(self, server: Server | None = None) -> str:
         url = (server or self.server).url  # http://127.0.0.1:PORT, this machine
         with urllib.request.urlopen(f"{url}/version", timeout=5) as resp:  # noqa: S310  # nosec B310

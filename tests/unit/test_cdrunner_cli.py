@@ -136,7 +136,13 @@ def test_runner_is_called_with_the_playbook_and_a_private_dir(
     assert fake.private_files["ssh/id"] == KEY + "\n"
     assert fake.private_files["ssh/known_hosts"] == KNOWN + "\n"
     inventory = json.loads(fake.private_files["inventory.json"])
-    assert "StrictHostKeyChecking=yes" in inventory["all"]["vars"]["ansible_ssh_common_args"]
+    assert inventory["all"]["hosts"] == {
+        "deploy-host-1": {"ansible_host": "web1", "ansible_user": "deploy", "ansible_port": 2222}
+    }
+    assert "StrictHostKeyChecking=yes" in fake.environ["ANSIBLE_SSH_COMMON_ARGS"]
+    assert fake.environ["ANSIBLE_PRIVATE_KEY_FILE"] == str(private / "ssh" / "id")
+    assert fake.environ["ANSIBLE_SSH_CONTROL_PATH_DIR"] == str(private / "cp")
+    assert callable(kwargs["cancel_callback"]) and kwargs["cancel_callback"]() is False
 
 
 def test_no_secret_reaches_ansible_runner_or_the_artifacts(
@@ -514,7 +520,7 @@ def test_real_runner_refuses_bad_sha_and_keeps_no_secret(
     assert code == 2, output
     assert not ran.exists() and not Path(f"{ran}-env").exists(), "a template was run"
     assert "Refused before any host was touched, nothing changed: sha " in output
-    assert "| web1 | refused |" in output and "| web2 | refused |" in output
+    assert "| deploy-host-1 | refused |" in output and "| deploy-host-2 | refused |" in output
     files = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"command", "stdout", "rc", "status"}
     command = json.loads(next(p for p in files if p.name == "command").read_text())
@@ -554,3 +560,166 @@ def test_real_runner_reads_a_one_host_refusal_from_the_emitted_data(
         "app_port 70000 is invalid" in summary
     )
     assert "- **good**" not in summary
+
+
+def production_like(tmp_path: Path, hosts: str) -> Path:
+    """An inventory directory shaped like inventories/production."""
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text(hosts)
+    (inventory / "group_vars" / "all" / "main.yml").write_text("app_port: 9000\n")
+    return inventory
+
+
+PLACEHOLDER_HOSTS = "all:\n  children:\n    web:\n      hosts:\n        app1.example.com: {}\n"
+
+
+def test_deploy_host_fills_in_the_inventorys_placeholder(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    inventory = production_like(tmp_path, PLACEHOLDER_HOSTS)
+    fake = FakeRunner(SUCCESS)
+    code, output = deploy(tmp_path, env, fake, "--inventory", str(inventory), "--limit", "web")
+    assert code == 0, output
+    private = Path(fake.kwargs["private_data_dir"])
+    assert fake.kwargs["inventory"] == [str(inventory.resolve()), str(private / "inventory.json")]
+    assert fake.kwargs["limit"] == "web:!app1.example.com"
+    generated = json.loads(fake.private_files["inventory.json"])
+    assert generated["web"] == {"hosts": {"deploy-host-1": {}}}
+    assert generated["all"]["hosts"]["deploy-host-1"]["ansible_host"] == "web1"
+
+
+def test_an_inventory_with_real_hosts_and_deploy_host_are_refused(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    inventory = production_like(tmp_path, "all:\n  hosts:\n    10.1.2.3: {}\n")
+    fake = FakeRunner(SUCCESS)
+    code, output = deploy(tmp_path, env, fake, "--inventory", str(inventory))
+    assert code == 2 and "1 host(s) that are not placeholders" in output
+    assert "10.1.2.3" not in output and fake.kwargs == {}
+
+
+def test_an_inventory_with_real_hosts_runs_as_it_is(tmp_path: Path, env: dict[str, str]) -> None:
+    inventory = production_like(tmp_path, "all:\n  hosts:\n    web9.internal: {}\n")
+    env = {k: v for k, v in env.items() if k not in ("DEPLOY_HOST", "DEPLOY_KNOWN_HOSTS")}
+    fake = FakeRunner(SUCCESS)
+    code, output = deploy(tmp_path, env, fake, "--inventory", str(inventory))
+    assert code == 0, output
+    assert fake.kwargs["inventory"] == str(inventory.resolve())
+    assert "limit" not in fake.kwargs and "inventory.json" not in fake.private_files
+    # the key still comes from DEPLOY_SSH_KEY, as configuration (the inventory's own wins)
+    assert fake.private_files["ssh/id"] == KEY + "\n"
+    ssh_args = fake.environ["ANSIBLE_SSH_COMMON_ARGS"]
+    assert ssh_args == "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+
+
+def test_the_vault_password_goes_to_a_private_file_only(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    password = "v4ult-pass-$HOME-{{ x }}"
+    env = {**env, "ANSIBLE_VAULT_PASSWORD": password}
+    fake = FakeRunner(SUCCESS)
+    code, output = deploy(tmp_path, env, fake)
+    assert code == 0
+    private = Path(fake.kwargs["private_data_dir"])
+    assert fake.kwargs["cmdline"] == f"--vault-password-file {private}/secrets/vault-password"
+    assert fake.private_files["secrets/vault-password"] == password
+    assert fake.private_modes["secrets/vault-password"] == 0o600
+    assert not private.exists()
+    assert password not in json.dumps(fake.environ) and password not in output
+    assert password not in all_artifact_text(tmp_path)
+
+
+def test_host_addresses_and_checksums_are_not_kept(tmp_path: Path, env: dict[str, str]) -> None:
+    address = "10.20.30.40"
+    env = {**env, "DEPLOY_HOST": address}
+    lock = ok(
+        "deploy-host-1",
+        "Take the deploy lock",
+        res={"changed": False, "checksums": {"/opt/melk-ai/app.env": "ab" * 32}},
+    )
+    unreachable_msg = failed("deploy-host-1", msg=f"ssh: connect to host {address} port 22")
+    fake = FakeRunner([lock, unreachable_msg, stats(failures={"deploy-host-1": 1})], rc=2)
+    _, output = deploy(tmp_path, env, fake)
+    text = all_artifact_text(tmp_path)
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    for published in (text, output, summary):
+        assert address not in published and "ab" * 32 not in published
+    assert "| deploy-host-1 |" in summary
+    assert "WARNING: secret values" not in output, "an address is expected, not a leak"
+
+
+def encrypt(path: Path, password: str, tmp_path: Path) -> None:
+    password_file = tmp_path / "vault-password"
+    password_file.write_text(password)
+    vault = str(Path(sys.executable).parent / "ansible-vault")
+    subprocess.run(
+        [vault, "encrypt", "--vault-password-file", str(password_file), str(path)],
+        check=True,
+        capture_output=True,
+    )
+    password_file.unlink()
+
+
+@pytest.mark.playbook
+@pytest.mark.parametrize("password", ["right", None])
+def test_real_runner_reads_the_inventorys_vault_with_the_cd_secret(
+    tmp_path: Path, env: dict[str, str], password: str | None
+) -> None:
+    """The real playbooks: an inventory shaped like inventories/production, its
+    placeholder host filled in from DEPLOY_HOST, group_vars/all/ a directory with
+    a vault-encrypted file that sets a bad app_port. The refusal that names it
+    shows the vault was opened with ANSIBLE_VAULT_PASSWORD; without it, the run fails."""
+    inventory = production_like(tmp_path, PLACEHOLDER_HOSTS)
+    vault_file = inventory / "group_vars" / "all" / "vault.yml"
+    vault_file.write_text("app_port: 70001\n")
+    encrypt(vault_file, "right", tmp_path)
+    env = {
+        **os.environ,
+        **env,
+        "DEPLOY_HOST": "10.0.0.5",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+    }
+    if password:
+        env["ANSIBLE_VAULT_PASSWORD"] = password
+    out = io.StringIO()
+    argv = ["deploy", "--sha", SHA_B, "-i", str(inventory), "--artifacts-dir", str(tmp_path / "a")]
+    code = main(argv, env, out)
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    if password:
+        assert code == 2, out.getvalue()
+        assert "| deploy-host-1 | refused |" in summary
+        assert "app_port 70001 is invalid" in summary
+        assert "app1.example.com" not in summary, "the placeholder is not deployed to"
+    else:
+        assert code == 4, out.getvalue()
+        assert "vault" in out.getvalue().lower()
+    assert "10.0.0.5" not in summary + all_artifact_text(tmp_path)
+
+
+@pytest.mark.playbook
+@pytest.mark.parametrize("inventory_sets_it", [True, False])
+def test_app_image_default_yields_to_the_inventory(
+    tmp_path: Path, env: dict[str, str], inventory_sets_it: bool
+) -> None:
+    """APP_IMAGE_DEFAULT (the CD workflow's ghcr.io/<repo>) applies only where the
+    inventory sets no app_image. Both are invalid here (upper case), so the
+    input check refuses the run and names the one it was given."""
+    inventory = production_like(tmp_path, PLACEHOLDER_HOSTS)
+    if inventory_sets_it:
+        (inventory / "group_vars" / "all" / "main.yml").write_text("app_image: inv.test/Own\n")
+    env = {k: v for k, v in env.items() if k != "APP_IMAGE"}
+    env = {
+        **os.environ,
+        **env,
+        "APP_IMAGE_DEFAULT": "ghcr.io/Org/default",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+    }
+    env.pop("APP_IMAGE", None)
+    out = io.StringIO()
+    argv = ["deploy", "--sha", SHA_B, "-i", str(inventory), "--artifacts-dir", str(tmp_path / "a")]
+    code = main(argv, env, out)
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert code == 2, out.getvalue()
+    expected = "inv.test/Own" if inventory_sets_it else "ghcr.io/Org/default"
+    assert f"app_image '{expected}' is invalid" in summary, summary

@@ -16,21 +16,25 @@ from hypothesis import strategies as st
 from cdrunner.inputs import (
     InputError,
     RegistryLogin,
-    Target,
     extra_vars,
     extravars_text,
     inventory_for,
+    is_placeholder,
     is_secret_name,
     known_secrets,
+    limit_for,
     normalize_key,
     parse_app_env,
     parse_hosts,
     parse_port,
     parse_user,
+    placeholders,
+    private_values,
     registry_login_from_env,
     runner_env,
     secret_values,
     ssh_common_args,
+    ssh_env,
     target_from_env,
 )
 
@@ -166,27 +170,97 @@ def test_ssh_common_args_insecure() -> None:
     assert "StrictHostKeyChecking=no" in args and "IdentitiesOnly" not in args
 
 
-def test_inventory_references_key_and_known_hosts_by_path() -> None:
-    target = target_from_env({**BASE, "DEPLOY_HOST": "web1,web2"})
-    inventory = inventory_for(target, Path("/p/ssh/id"), Path("/p/ssh/known_hosts"))
-    assert inventory["all"] == {
-        "hosts": {"web1": {}, "web2": {}},
-        "vars": {
-            "ansible_user": "deploy",
-            "ansible_port": 2222,
-            "ansible_ssh_common_args": ssh_common_args(Path("/p/ssh/known_hosts"), True),
-            "ansible_ssh_private_key_file": "/p/ssh/id",
+def test_inventory_names_hosts_by_alias_and_joins_the_groups() -> None:
+    target = target_from_env({**BASE, "DEPLOY_HOST": "10.0.0.5,web2.internal"})
+    inventory = inventory_for(target, ("web", "all", "ungrouped"))
+    user = {"ansible_user": "deploy", "ansible_port": 2222}
+    assert inventory == {
+        "all": {
+            "hosts": {
+                "deploy-host-1": {"ansible_host": "10.0.0.5", **user},
+                "deploy-host-2": {"ansible_host": "web2.internal", **user},
+            }
         },
+        "web": {"hosts": {"deploy-host-1": {}, "deploy-host-2": {}}},
     }
     text = json.dumps(inventory)
     assert "PRIVATE KEY" not in text and "ssh-ed25519" not in text
 
 
-def test_inventory_without_key() -> None:
-    target = Target(("h",), "deploy", 22, None, None, True)
-    group = inventory_for(target, None, None)["all"]
-    assert isinstance(group, dict)
-    assert "ansible_ssh_private_key_file" not in group["vars"]
+def test_ssh_env_references_key_and_known_hosts_by_path() -> None:
+    env = ssh_env(Path("/p/ssh/id"), Path("/p/ssh/known_hosts"), False, Path("/p/cp"))
+    assert env == {
+        "ANSIBLE_SSH_COMMON_ARGS": ssh_common_args(Path("/p/ssh/known_hosts"), True),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": "/p/cp",
+        "ANSIBLE_PRIVATE_KEY_FILE": "/p/ssh/id",
+    }
+
+
+@pytest.mark.parametrize(
+    ("insecure", "args"),
+    [
+        (False, ["-o", "StrictHostKeyChecking=yes"]),
+        (True, ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]),
+    ],
+)
+def test_ssh_env_without_key_or_known_hosts(insecure: bool, args: list[str]) -> None:
+    env = ssh_env(None, None, insecure, Path("/p/cp"))
+    assert "ANSIBLE_PRIVATE_KEY_FILE" not in env
+    assert shlex.split(env["ANSIBLE_SSH_COMMON_ARGS"]) == args
+
+
+@pytest.mark.parametrize(
+    ("host", "placeholder"),
+    [
+        ("app1.example.com", True),
+        ("example.com", True),
+        ("web.EXAMPLE.org.", True),
+        ("db.example", True),
+        ("x.invalid", True),
+        ("box.test", True),
+        ("myexample.com", False),
+        ("example.com.evil.net", False),
+        ("10.0.0.5", False),
+        ("web1", False),
+        ("test", False),
+    ],
+)
+def test_is_placeholder(host: str, placeholder: bool) -> None:
+    assert is_placeholder(host) is placeholder
+
+
+def test_placeholders_are_replaced_only_when_deploy_host_is_set() -> None:
+    hosts = {"app2.example.com": None, "app1.example.com": None}
+    assert placeholders(hosts, True) == ("app1.example.com", "app2.example.com")
+    assert placeholders(hosts, False) == ()
+    assert placeholders({}, True) == ()
+    assert placeholders({"10.9.8.7": None, "secret-db.corp": None}, False) == ()
+
+
+def test_real_hosts_and_deploy_host_are_refused_without_naming_them() -> None:
+    with pytest.raises(InputError) as info:
+        placeholders({"app1.example.com": None, "10.9.8.7": None, "secret-db.corp": None}, True)
+    assert "2 host(s) that are not placeholders" in str(info.value)
+    assert "10.9.8.7" not in str(info.value) and "secret-db" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("limit", "excluded", "result"),
+    [
+        (None, (), None),
+        ("web", (), "web"),
+        (None, ("a.example.com",), "all:!a.example.com"),
+        ("web", ("a.example.com", "b.example.com"), "web:!a.example.com:!b.example.com"),
+    ],
+)
+def test_limit_for(limit: str | None, excluded: tuple[str, ...], result: str | None) -> None:
+    assert limit_for(limit, excluded) == result
+
+
+def test_private_values_are_the_long_deploy_hosts() -> None:
+    env = {"DEPLOY_HOST": "10.0.0.5, web1 ,app.internal.corp"}
+    assert private_values(env) == ["app.internal.corp", "10.0.0.5"]
+    assert private_values({}) == []
 
 
 @pytest.mark.parametrize(
@@ -317,6 +391,13 @@ def test_secret_values_cover_app_env_key_body_and_webhook() -> None:
     assert set(body) <= set(values)
     assert not any(v.startswith("-----") for v in values)
     assert values == sorted(values, key=len, reverse=True)
+
+
+def test_the_vault_password_is_a_secret_whatever_its_length() -> None:
+    assert secret_values(None, None, None, vault_password="pw") == ["pw"]
+    assert secret_values(None, None, None, "pw") == []  # a short registry password is not
+    assert "pw" in known_secrets({"ANSIBLE_VAULT_PASSWORD": "pw"}, None)
+    assert is_secret_name("ANSIBLE_VAULT_PASSWORD")
 
 
 @pytest.mark.parametrize("app_env_json", ['{"TOKEN": "s3cret-value"}', "not json s3cret-value"])
