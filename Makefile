@@ -103,9 +103,9 @@ e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e
 
 # The option and operations tests (hooks, force, fleet without rollback,
-# status, logs, run, dry runs) run in another lane than e2e-main, on a server
-# and registry of their own.
-E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py
+# status, logs, run, dry runs, maintenance mode) run in another lane than
+# e2e-main, on a server and registry of their own.
+E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py
 
 e2e-main: testbed
 	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET) $(addprefix --ignore=,$(E2E_EXTRA))
