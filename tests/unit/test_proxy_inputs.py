@@ -17,6 +17,7 @@ from ansible.errors import AnsibleFilterError
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import filter_loader, init_plugin_loader
 from ansible.template import Templar, trust_as_template
+from ansible.utils.collection_loader import AnsibleCollectionConfig
 from hypothesis import given
 from hypothesis import strategies as st
 from proxy_inputs import (
@@ -212,7 +213,8 @@ def test_every_function_is_a_filter() -> None:
 @pytest.fixture(scope="module")
 def render() -> Any:
     """maintenance.conf.j2 rendered as the role renders it (lookup('template'))."""
-    init_plugin_loader()
+    if AnsibleCollectionConfig.collection_finder is None:  # once per process
+        init_plugin_loader()
     filter_loader.add_directory(str(ROOT / "filter_plugins"))
 
     def rendered(health_path: str, app_name: str = "melk-ai") -> str:
