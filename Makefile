@@ -103,10 +103,10 @@ e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e
 
 # The option and operations tests (hooks, force, fleet without rollback,
-# status, logs, run, dry runs) and the registry login (last: it adds a
-# registry that requires a login to the server's engine) run in another lane
-# than e2e-main, on a server and registries of their own.
-E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_registry_login.py
+# status, logs, run, dry runs, maintenance mode) and the registry login (last:
+# it adds a registry that requires a login to the server's engine) run in
+# another lane than e2e-main, on a server and registries of their own.
+E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py tests/e2e/test_registry_login.py
 
 e2e-main: testbed
 	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET) $(addprefix --ignore=,$(E2E_EXTRA))
