@@ -1,7 +1,8 @@
 """melk-ai sample service: a tiny HTTP app for tests, the demo and the benchmark.
 
 Standard library only, so its image is the local python3 base plus this file.
-Endpoints: GET /health, GET /version (also /), GET /slow?ms=N (answers after N ms).
+Endpoints: GET /health, GET /version (also /), GET /slow?ms=N (answers after N ms),
+GET /headers (the forwarding headers the edge proxy set: Host, X-Forwarded-*).
 Build-time switches (APP_MODE) make a release misbehave on purpose:
   ok         healthy
   unhealthy  /health always answers 503 (never passes a health gate)
@@ -76,6 +77,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, {"status": "ok", "version": VERSION})
         elif url.path in ("/", "/version"):
             self._send(200, self._version())
+        elif url.path == "/headers":
+            self._send(200, {**self._version(), "headers": self._forwarding()})
         elif url.path == "/slow":
             try:
                 ms = int(parse_qs(url.query).get("ms", ["500"])[0])
@@ -85,6 +88,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {**self._version(), "slept_ms": ms})
         else:
             self._send(404, {"error": "not found"})
+
+    def _forwarding(self) -> dict[str, str]:
+        names = ("Host", "X-Forwarded-Proto", "X-Forwarded-For", "X-Real-IP")
+        return {name: self.headers[name] for name in names if self.headers[name] is not None}
 
     def _version(self) -> dict[str, object]:
         # Names of APP_* variables only: shows app_env arrived, never a value.
