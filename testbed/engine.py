@@ -21,6 +21,7 @@ HOST_PACKAGES: dict[str, str] = {
     "debootstrap": "debootstrap",
     "ssh": "openssh-client",
     "docker-registry": "docker-registry",
+    "pebble": "pebble",  # the ACME server of tests/e2e/test_tls.py (testbed.tls)
 }
 # Packages detected by a file rather than a command.
 HOST_FILES: dict[str, str] = {

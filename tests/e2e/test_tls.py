@@ -208,6 +208,8 @@ def acme(v1: str) -> Iterator[Acme]:
 def test_pebble_certificate_is_served_and_verified_against_its_root(acme: Acme) -> None:
     answer = https_get(acme.https_port, "/headers", NAME, acme.root_file)
     assert answer.status == 200, answer
+    # no proxy_hsts_seconds: no HSTS header
+    assert "strict-transport-security" not in answer.headers
     names = answer.peer().extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert names.value.get_values_for_type(x509.DNSName) == [NAME]
     body = answer.json()
@@ -215,8 +217,6 @@ def test_pebble_certificate_is_served_and_verified_against_its_root(acme: Acme) 
     headers = body["headers"]
     assert isinstance(headers, dict)
     assert headers["X-Forwarded-Proto"] == "https", headers
-    # no proxy_hsts_seconds: no HSTS header
-    assert "strict-transport-security" not in answer.headers
 
 
 def test_http_redirects_except_the_acme_challenge_path(acme: Acme) -> None:
