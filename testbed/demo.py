@@ -41,7 +41,9 @@ from testbed.playbook import (
     recap,
 )
 
-SERVER = "melk-demo"  # the e2e servers are melk-e2e-*: both can run at once
+# The e2e servers are melk-e2e-*: both can run at once; DEMO_SERVER names
+# another sandbox (two demos on one machine).
+SERVER = os.environ.get("DEMO_SERVER") or "melk-demo"
 DEMO_DIR = STATE_DIR / "demo"
 INVENTORY = DEMO_DIR / "inventory.json"
 REGISTRY_MARK = DEMO_DIR / "registry-started.json"

@@ -51,6 +51,7 @@ def key_lines(key: str) -> list[str]:
 @dataclass
 class Supplied:
     bed: Bed
+    ca: Pem
     ca_file: Path
     leaf: Pem
     vars_file: Path
@@ -84,7 +85,7 @@ def supplied(v1: str) -> Iterator[Supplied]:
     try:
         run = bed.playbook("deploy.yml", "-e", f"sha={v1}", "-e", f"@{vars_file}")
         assert run.rc == 0, run.output[-4000:]
-        yield Supplied(bed, ca_file, leaf, vars_file)
+        yield Supplied(bed, ca, ca_file, leaf, vars_file)
     finally:
         stop_bed(bed)
 
@@ -127,16 +128,26 @@ def test_plain_http_redirects_to_https_keeping_the_tls_port(supplied: Supplied) 
         assert answer.headers["location"] == f"https://{NAME}:{FLEET_TLS_PORT}/version?x=1"
 
 
-def test_key_file_is_root_only_and_never_printed(supplied: Supplied) -> None:
+def test_replaced_certificate_is_served_and_no_key_is_ever_printed(supplied: Supplied) -> None:
+    """A new certificate and key (from the same CA), provisioned with --diff: the
+    key file changes, so its content would show in the diff but for no_log."""
     bed = supplied.bed
+    ca = supplied.ca
+    renewed = issue(ca, [NAME])
+    settings = {**json.loads(supplied.vars_file.read_text())}
+    settings.update(proxy_tls_certificate=renewed.certificate, proxy_tls_key=renewed.key)
+    vars_file = write_private(TLS_DIR / "supplied-vars-2.json", json.dumps(settings))
+    run = bed.playbook("provision.yml", "-e", f"@{vars_file}", "--diff", "-v")
+    assert run.rc == 0, run.output[-4000:]
+    expected = x509.load_pem_x509_certificate(renewed.certificate.encode())
     for server in bed.servers:
+        port = servers.published(server.name, FLEET_TLS_PORT)
+        assert https_get(port, "/version", NAME, supplied.ca_file).peer() == expected
         mode = bed.sh("stat -c '%a %U %G' /etc/nginx/tls/melk-ai.key", server.name).strip()
         assert mode == "600 root root", server.name
-    run = bed.playbook("provision.yml", "-e", f"@{supplied.vars_file}", "-v")
-    assert run.rc == 0, run.output[-4000:]
     outputs = "\n".join(bed.outputs)
     assert len(bed.outputs) >= 3
-    for line in key_lines(supplied.leaf.key):
+    for line in key_lines(supplied.leaf.key) + key_lines(renewed.key):
         assert line not in outputs
 
 
