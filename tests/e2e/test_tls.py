@@ -238,6 +238,15 @@ def test_http_redirects_except_the_acme_challenge_path(acme: Acme) -> None:
     assert missing.status == 404, missing
 
 
+def test_provisioning_again_keeps_the_certificate_not_yet_due(acme: Acme) -> None:
+    before = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
+    run = acme.bed.playbook("provision.yml")
+    assert run.rc == 0, run.output[-4000:]
+    assert "ok: [" in run.output.split("Obtain the ACME certificate", 1)[1].split("TASK", 1)[0]
+    after = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
+    assert after.serial_number == before.serial_number
+
+
 def test_renewal_is_scheduled_and_replaces_the_served_certificate(acme: Acme) -> None:
     bed = acme.bed
     assert bed.sh("systemctl is-enabled certbot.timer").strip() == "enabled"
