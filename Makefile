@@ -15,7 +15,7 @@ export PY_COLORS := 0
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 .PHONY: help setup lock testbed lint lint-code lint-workflows security unit unit-docker molecule lane-checks lane-molecule lane-e2e lane-faults \
-	$(addprefix molecule-,$(SCENARIOS)) e2e e2e-main e2e-fleet e2e-extra faults faults-doc test demo demo-clean bench mutation clean
+	$(addprefix molecule-,$(SCENARIOS)) e2e e2e-main e2e-fleet e2e-extra e2e-tls faults faults-doc test demo demo-clean bench mutation clean
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -107,12 +107,19 @@ e2e: testbed ## end-to-end over SSH with a registry and load
 # it adds a registry that requires a login to the server's engine) run in
 # another lane than e2e-main, on a server and registries of their own.
 E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py tests/e2e/test_registry_login.py
+# TLS (supplied certificate on three hosts, ACME from a local Pebble) on servers
+# and a registry of its own.
+E2E_TLS := tests/e2e/test_tls.py
 
 e2e-main: testbed
-	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET) $(addprefix --ignore=,$(E2E_EXTRA))
+	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET) $(addprefix --ignore=,$(E2E_EXTRA) $(E2E_TLS))
 
 e2e-extra: testbed
 	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_SERVER=melk-e2e-2 MELK_REGISTRY_NAME=registry-extra $(E2E_PYTEST) $(E2E_EXTRA)
+
+e2e-tls: testbed ## HTTPS end-to-end: a supplied certificate on three hosts, ACME from Pebble
+	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_TLS_SERVER=melk-e2e-tls MELK_E2E_TLS_FLEET=melk-e2e-tlsf \
+	  MELK_REGISTRY_NAME=registry-tls $(E2E_PYTEST) $(E2E_TLS)
 
 e2e-fleet: testbed
 	eval "$$($(BIN)/python -m testbed env)"; MELK_REGISTRY_NAME=registry-fleet $(E2E_PYTEST) $(E2E_FLEET)
@@ -129,7 +136,7 @@ faults-doc: $(STAMP) ## copy the last make faults table into docs/faults.md
 
 # Once the test bed is up, four lanes at once, each line prefixed with what
 # runs: the quick checks (lint, security, unit, unit-docker), then the e2e
-# fleet test, the e2e option and operations tests, and the Molecule scenarios
+# fleet test, the e2e option and operations tests, the TLS tests, and the Molecule scenarios
 # not named below; the Molecule scenarios of
 # LANE_MOLECULE one after another (longest first); the rest of the e2e suite,
 # then the scenarios of LANE_E2E_MOLECULE; and the fault suite. Apart from the
@@ -149,6 +156,7 @@ lane-checks:
 	@$(call lane,checks,lint security unit unit-docker)
 	@$(call lane,e2e-fleet,e2e-fleet)
 	@$(call lane,e2e-extra,e2e-extra)
+	@$(call lane,e2e-tls,e2e-tls)
 	$(if $(LANE_CHECKS_MOLECULE),@$(call lane,molecule,$(addprefix molecule-,$(LANE_CHECKS_MOLECULE))))
 
 lane-molecule:

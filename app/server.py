@@ -1,7 +1,8 @@
 """melk-ai sample service: a tiny HTTP app for tests, the demo and the benchmark.
 
 Standard library only, so its image is the local python3 base plus this file.
-Endpoints: GET /health, GET /version (also /), GET /slow?ms=N (answers after N ms).
+Endpoints: GET /health, GET /version (also /), GET /slow?ms=N (answers after N ms),
+GET /headers (the forwarding headers the edge proxy set: Host, X-Forwarded-*).
 It listens on PORT (default 8000) and answers health on APP_HEALTH_PATH (default
 /health), both from its environment, so an app_env can move them.
 Build-time switches (APP_MODE) make a release misbehave on purpose:
@@ -88,6 +89,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, {"status": "ok", "version": VERSION})
         elif url.path in ("/", "/version"):
             self._send(200, self._version())
+        elif url.path == "/headers":
+            self._send(200, {**self._version(), "headers": self._forwarding()})
         elif url.path == "/slow":
             try:
                 ms = int(parse_qs(url.query).get("ms", ["500"])[0])
@@ -97,6 +100,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {**self._version(), "slept_ms": ms})
         else:
             self._send(404, {"error": "not found"})
+
+    def _forwarding(self) -> dict[str, str]:
+        names = ("Host", "X-Forwarded-Proto", "X-Forwarded-For", "X-Real-IP")
+        return {name: self.headers[name] for name in names if self.headers[name] is not None}
 
     def _version(self) -> dict[str, object]:
         # Names of APP_* variables only: shows app_env arrived, never a value.

@@ -141,20 +141,27 @@ def start_bed(
     inventory: Path,
     control_dir: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    server_args: tuple[str, ...] = (),
+    provision_args: tuple[str, ...] = (),
 ) -> Bed:
     """Start the servers, write their inventory, provision them.
 
     They start from the provisioned server image: provision.yml runs in full,
     but finds the distribution packages installed (Molecule's docker_host and
-    edge_proxy scenarios test the install from nothing)."""
+    edge_proxy scenarios test the install from nothing). server_args go to each
+    server's docker run (e.g. another published port), provision_args to the
+    provisioning run (e.g. -e @vars)."""
     servers.ssh_key()  # made once here, not by several threads at once
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         started = list(
-            pool.map(lambda name: servers.start(name, images.SERVER_PROVISIONED.ref), names)
+            pool.map(
+                lambda name: servers.start(name, images.SERVER_PROVISIONED.ref, server_args),
+                names,
+            )
         )
     path = servers.write_inventory(inventory, started, GROUP_VARS)
     bed = Bed(started[0], path, releases, started, [], control_dir, dict(extra_env or {}))
-    run = bed.playbook("provision.yml")
+    run = bed.playbook("provision.yml", *provision_args)
     if run.rc != 0:
         raise AssertionError(f"provision.yml failed: {run.output[-4000:]}")
     return bed

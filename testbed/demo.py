@@ -9,8 +9,10 @@ sandbox server (a systemd container with SSH and its own Docker engine) whose
 edge proxy answers on http://127.0.0.1:$DEMO_PORT (8080 by default), and runs the
 project's playbooks against it as a user would: provision, deploy v1, deploy v2
 under live traffic, deploy the broken release (rolled back automatically), roll
-back to v1 by sha prefix, status. It exits non-zero, saying what, when a step
-does not behave as expected. Full Ansible output goes to .testbed/demo/*.log.
+back to v1 by sha prefix, turn HTTPS on with a certificate from a local CA made
+here (https://127.0.0.1:$DEMO_TLS_PORT, 8443 by default), status. It exits
+non-zero, saying what, when a step does not behave as expected. Full Ansible
+output goes to .testbed/demo/*.log.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from testbed import STATE_DIR, TestbedError, app, engine, images, registry, servers
+from testbed import STATE_DIR, TestbedError, app, engine, images, registry, servers, tls
 from testbed.console import INDENT, Status, duration, rel, say, secs, wrap
 from testbed.load import Report, recovery_seconds, sent_after, served_chain, under_load
 from testbed.playbook import (
@@ -39,12 +41,16 @@ from testbed.playbook import (
     recap,
 )
 
-SERVER = "melk-demo"  # the e2e servers are melk-e2e-*: both can run at once
+# The e2e servers are melk-e2e-*: both can run at once; DEMO_SERVER names
+# another sandbox (two demos on one machine).
+SERVER = os.environ.get("DEMO_SERVER") or "melk-demo"
 DEMO_DIR = STATE_DIR / "demo"
 INVENTORY = DEMO_DIR / "inventory.json"
 REGISTRY_MARK = DEMO_DIR / "registry-started.json"
-STEPS = 9
+STEPS = 10
 DEFAULT_PORT = 8080
+DEFAULT_TLS_PORT = 8443
+TLS_DIR = DEMO_DIR / "tls"
 BROKEN_ENV = {"APP_DEGRADE_AFTER_REQUESTS": "100"}
 # The broken release's post-switch watch: the live traffic (about 30 requests a
 # second) breaks it within a few seconds; the watch stops at the first failure.
@@ -98,10 +104,10 @@ def run_under_load(url: str, command: Command) -> tuple[Run, Report]:
 # ------------------------------------------------------------------ steps
 
 
-def demo_port() -> int:
-    raw = os.environ.get("DEMO_PORT", str(DEFAULT_PORT))
+def demo_port(variable: str = "DEMO_PORT", default: int = DEFAULT_PORT) -> int:
+    raw = os.environ.get(variable, str(default))
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise DemoError(f"DEMO_PORT must be a TCP port number, not {raw!r}")
+        raise DemoError(f"{variable} must be a TCP port number, not {raw!r}")
     return int(raw)
 
 
@@ -157,6 +163,9 @@ class Demo:
     def __init__(self) -> None:
         self.port = demo_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.tls_port = demo_port("DEMO_TLS_PORT", DEFAULT_TLS_PORT)
+        self.https_url = f"https://127.0.0.1:{self.tls_port}"
+        self.group_vars: dict[str, object] = {}
         self.releases: dict[str, str] = {}
         self.step = 0
         self.sandbox_up = False
@@ -201,20 +210,24 @@ class Demo:
     def start_server(self) -> None:
         self.begin(f"Starting the sandbox server {SERVER} (its edge proxy on {self.url})")
         servers.remove(SERVER)  # afresh on every run
-        if not port_free(self.port):
-            raise DemoError(
-                f"port {self.port} on 127.0.0.1 is in use; free it or choose another one, "
-                f"e.g. DEMO_PORT={self.port + 1} make demo"
-            )
+        for variable, port in (("DEMO_PORT", self.port), ("DEMO_TLS_PORT", self.tls_port)):
+            if not port_free(port):
+                raise DemoError(
+                    f"port {port} on 127.0.0.1 is in use; free it or choose another one, "
+                    f"e.g. {variable}={port + 1} make demo"
+                )
         server = servers.start(
-            SERVER, images.SERVER_TRIXIE.ref, http_publish=f"127.0.0.1:{self.port}:80"
+            SERVER,
+            images.SERVER_TRIXIE.ref,
+            # HTTPS (step 8) on the same port inside and out: redirects name it
+            ("-p", f"127.0.0.1:{self.tls_port}:{self.tls_port}"),
+            http_publish=f"127.0.0.1:{self.port}:80",
         )
         self.sandbox_up = True
-        servers.write_inventory(
-            INVENTORY,
-            [server],
-            servers.group_vars({"APP_GREETING": "hello from make demo"}, VERIFY_SECONDS),
+        self.group_vars = servers.group_vars(
+            {"APP_GREETING": "hello from make demo"}, VERIFY_SECONDS
         )
+        servers.write_inventory(INVENTORY, [server], self.group_vars)
         say(f"{INDENT}a Debian 13 systemd container with sshd; user deploy (sudo), no Docker yet")
         say(f"{INDENT}inventory: {rel(INVENTORY)} (ssh deploy@127.0.0.1 -p {server.ssh_port})")
         self.done(f"{SERVER} answers over SSH")
@@ -327,6 +340,53 @@ class Demo:
         self.done(f"v1 serves again; all {report.total} requests answered, none failed")
 
     # 8
+    def https(self) -> None:
+        self.begin(f"Turning on HTTPS on {self.https_url} with a certificate from a local CA")
+        ca = tls.make_ca("melk make demo local CA")
+        leaf = tls.issue(ca, ["localhost"], ips=("127.0.0.1",))
+        ca_file = TLS_DIR / "ca.pem"
+        ca_file.parent.mkdir(parents=True, exist_ok=True)
+        ca_file.write_text(ca.certificate)
+        say(f"{INDENT}a CA made just now signed a certificate for 127.0.0.1 and localhost;")
+        say(f"{INDENT}the inventory gets proxy_tls_certificate, proxy_tls_key (PEM text; in")
+        say(f"{INDENT}production a vault file) and proxy_tls_port {self.tls_port}")
+        self.group_vars = {
+            **self.group_vars,
+            "proxy_tls_port": self.tls_port,
+            "proxy_tls_certificate": leaf.certificate,
+            "proxy_tls_key": leaf.key,
+        }
+        server = servers.inspect(SERVER)
+        servers.write_inventory(INVENTORY, [server], self.group_vars)
+        INVENTORY.chmod(0o600)
+        run = run_shown(playbook(self.step, "https", "provision.yml"))
+        show_recap(run)
+        self.expect(run.rc == 0, f"provision.yml with TLS failed (exit {run.rc})", run)
+        try:
+            answer = tls.https_get(self.tls_port, "/headers", "127.0.0.1", ca_file)
+            redirect = tls.http_get(self.port, "/version", f"127.0.0.1:{self.port}")
+        except OSError as err:
+            raise DemoError(f"{self.https_url} does not answer as it should: {err}") from err
+        headers = answer.json().get("headers")
+        self.expect(
+            answer.status == 200 and isinstance(headers, dict),
+            f"{self.https_url}/headers answered {answer.status}",
+        )
+        assert isinstance(headers, dict)
+        say(f"{INDENT}{self.https_url}/headers: {answer.status} over {answer.tls_version}; the app")
+        say(f"{INDENT}sees X-Forwarded-Proto: {headers.get('X-Forwarded-Proto')}")
+        self.expect(headers.get("X-Forwarded-Proto") == "https", "the app did not see https")
+        location = redirect.headers.get("location", "")
+        say(f"{INDENT}{self.url}/version: {redirect.status} -> {location}")
+        self.expect(
+            redirect.status == 301 and location == f"{self.https_url}/version",
+            "plain HTTP does not redirect to HTTPS",
+        )
+        say(f"{INDENT}trust the local CA for one command with --cacert:")
+        say(f"{INDENT}  curl --cacert {rel(ca_file)} {self.https_url}/version")
+        self.done(f"HTTPS serves on {self.https_url}; plain HTTP redirects there")
+
+    # 9
     def status(self) -> None:
         self.begin(f"Status of {SERVER}")
         run = run_shown(playbook(self.step, "status", "status.yml"))
@@ -345,13 +405,15 @@ class Demo:
         self.expect(shown, f"status.yml printed no status (full output: {log_of(run)})")
         self.done(f"status read ({duration(run.seconds)})")
 
-    # 9
+    # 10
     def epilogue(self) -> None:
         self.begin("Your turn: reach the app, deploy again, tear down")
         v2 = self.releases["v2"]
         inv = rel(INVENTORY)
-        say(f"{INDENT}The app answers on {self.url}:")
-        say(f"{INDENT}  curl {self.url}/version")
+        ca_file = rel(TLS_DIR / "ca.pem")
+        say(f"{INDENT}The app answers on {self.https_url} ({self.url} redirects there):")
+        say(f"{INDENT}  curl --cacert {ca_file} {self.https_url}/version")
+        say(f"{INDENT}  curl -i {self.url}/version")
         say(f"{INDENT}Deploy again from this directory (the tools are in .venv/bin:")
         say(f"{INDENT}run `. .venv/bin/activate` first):")
         say(f"{INDENT}  ansible-playbook -i {inv} playbooks/deploy.yml -e sha={v2}")
@@ -370,6 +432,7 @@ class Demo:
             self.deploy_v2,
             self.deploy_broken,
             self.rollback_v1,
+            self.https,
             self.status,
             self.epilogue,
         ):

@@ -25,6 +25,7 @@ HOST_PACKAGES: dict[str, str] = {
     "wrk": "wrk",  # HTTP load with keep-alive connections (e2e, faults, bench)
     # htpasswd -B: the login of the registry that requires one (registry login tests)
     "htpasswd": "apache2-utils",
+    "pebble": "pebble",  # the ACME server of tests/e2e/test_tls.py (testbed.tls)
 }
 # Packages detected by a file rather than a command.
 HOST_FILES: dict[str, str] = {

@@ -80,6 +80,11 @@ def _published(name: str, port: int) -> int:
     return int(out.splitlines()[0].rsplit(":", 1)[1])
 
 
+def published(name: str, port: int) -> int:
+    """The host port (on 127.0.0.1) a test server's container port is published on."""
+    return _published(name, port)
+
+
 def inspect(name: str) -> Server:
     ip = _docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name)
     return Server(name, _published(name, 22), _published(name, 80), ip)

@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 import pytest
 from playbook_harness import ANSIBLE_PLAYBOOK, ROOT, json_result, playbook_env, unreachable_vars
 
+from testbed.tls import issue, make_ca
+
 SHA = "0123456789abcdef0123456789abcdef01234567"
 IMAGE = "registry.example/x"
 REFUSAL = "Refused before any host was touched"
@@ -28,6 +30,15 @@ OPEN_ENGINE = {"hosts": ["tcp://0.0.0.0:2375", "unix:///var/run/docker.sock"]}
 # docker_host alone, as its README shows it (roles: [docker_host]).
 ROLE_PLAYBOOK = [{"name": "docker_host alone", "hosts": "all", "gather_facts": False,
                   "roles": [{"role": "docker_host", "become": True}]}]  # fmt: skip
+
+# TLS settings: a certificate and its key, and the key of another certificate.
+LEAF = issue(make_ca("validation CA"), ["app.example.com"])
+OTHER = issue(make_ca("another CA"), ["app.example.com"])
+TLS = {
+    "proxy_server_names": ["app.example.com"],
+    "proxy_tls_certificate": LEAF.certificate,
+    "proxy_tls_key": LEAF.key,
+}
 
 pytestmark = pytest.mark.playbook
 
@@ -59,6 +70,18 @@ CASES: dict[str, Case] = {
         "role", {"docker_host_daemon_options": OPEN_ENGINE}, "docker_daemon_allow_api_options"
     ),
     "role control": Case("role", {"docker_host_daemon_options": {"log-level": "warn"}}, None),
+    "provision tls key of another certificate": Case(
+        "provision.yml", {**TLS, "proxy_tls_key": OTHER.key}, "is not the private key"
+    ),
+    "provision tls port of plain http": Case(
+        "provision.yml", {**TLS, "proxy_tls_port": 80}, "proxy_tls_port 80 is invalid"
+    ),
+    "deploy tls acme without names": Case(
+        "deploy.yml",
+        {"sha": SHA, "app_image": IMAGE, "proxy_acme_email": "ops@example.com"},
+        "proxy_server_names is empty",
+    ),
+    "provision tls control": Case("provision.yml", TLS, None),
 }
 
 
@@ -137,3 +160,11 @@ def test_positive_control_reaches_the_host(runs: dict[str, tuple[int, Any]], lab
     assert report["stats"]["target"]["unreachable"] == 1
     assert not [r for _, _, r in task_results(report) if r.get("failed")]
     assert rc == 4
+
+
+@pytest.mark.parametrize("label", [k for k in CASES if " tls " in k])
+def test_tls_keys_never_appear_in_the_output(runs: dict[str, tuple[int, Any]], label: str) -> None:
+    text = json.dumps(runs[label][1])
+    for key in (LEAF.key, OTHER.key):
+        for line in key.splitlines()[1:-1]:
+            assert line not in text
