@@ -80,35 +80,33 @@ def other_slot(slot: str | None) -> str:
 _SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 
 
-def slot_containers(inspected: object) -> dict[str, dict[str, Any]]:
-    """What runs in each slot: ``{slot: {running, restarts, sha}}`` from the JSON that
-    ``docker inspect <app>-blue <app>-green`` prints (a list; a container that does not
-    exist is left out of it), or from community.docker.docker_host_info's containers
-    (labels and state at the top, no restart count).  Containers without our slot and sha
-    labels are ignored."""
-    try:
-        items = json.loads(inspected) if isinstance(inspected, str) else inspected
-    except ValueError:
-        return {}
-    if not isinstance(items, list):
-        return {}
+_SLOT_LINE_RE = re.compile(r"^(blue|green) (true|false) ([0-9]{1,9}) ([0-9a-f]{7,40})$")
+
+
+def slot_containers(found: object) -> dict[str, dict[str, Any]]:
+    """What runs in each slot: ``{slot: {running, restarts, sha}}``.
+
+    From the lines ``docker inspect --format '<slot label> <running> <restarts> <sha label>'``
+    prints for ``<app>-blue <app>-green`` (a container that does not exist prints none), or
+    from community.docker.docker_host_info's containers (labels and state at the top, no
+    restart count).  Containers without our slot and sha labels are ignored."""
     slots: dict[str, dict[str, Any]] = {}
-    for item in items:
+    if isinstance(found, str):
+        for line in found.splitlines():
+            match = _SLOT_LINE_RE.match(line.strip())
+            if match:
+                slot, running, restarts, sha = match.groups()
+                slots[slot] = {"running": running == "true", "restarts": int(restarts), "sha": sha}
+        return slots
+    if not isinstance(found, list):
+        return slots
+    for item in found:
         if not isinstance(item, Mapping):
             continue
-        labels = (item.get("Config") or {}).get("Labels") or item.get("Labels") or {}
+        labels = item.get("Labels") or {}
         slot, sha = labels.get("io.melk.slot"), labels.get("io.melk.sha")
-        if slot not in SLOTS or not isinstance(sha, str) or not _SHA_RE.match(sha):
-            continue
-        restarts = item.get("RestartCount")
-        state = item.get("State")
-        slots[slot] = {
-            "running": state == "running"
-            if isinstance(state, str)
-            else (state or {}).get("Running") is True,
-            "restarts": restarts if isinstance(restarts, int) else 0,
-            "sha": sha,
-        }
+        if slot in SLOTS and isinstance(sha, str) and _SHA_RE.match(sha):
+            slots[slot] = {"running": item.get("State") == "running", "restarts": 0, "sha": sha}
     return slots
 
 

@@ -858,30 +858,25 @@ def test_unknown_fields_are_copied_not_shared() -> None:
 # --------------------------------------------------------------------------- the standby
 
 
-def inspected(slot: str, sha: str, running: bool = True, restarts: int = 0) -> dict[str, Any]:
-    """One container as `docker inspect` prints it (the keys slot_containers reads)."""
-    return {
-        "Config": {"Labels": {"io.melk.slot": slot, "io.melk.sha": sha, "io.melk.app": "a"}},
-        "State": {"Running": running, "Status": "running" if running else "exited"},
-        "RestartCount": restarts,
-    }
-
-
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        ("[]", {}),
         ("", {}),
-        ("not json", {}),
-        ('{"a": 1}', {}),
         (None, {}),
+        ("not a line\n", {}),
         (
-            json.dumps([inspected("blue", SHA_A), inspected("green", SHA_B, False, 3)]),
+            f"blue true 0 {SHA_A}\ngreen false 3 {SHA_B}\n",
             {
                 "blue": {"running": True, "restarts": 0, "sha": SHA_A},
                 "green": {"running": False, "restarts": 3, "sha": SHA_B},
             },
         ),
+        (f"  green true 12 {SHA_B}  ", {"green": {"running": True, "restarts": 12, "sha": SHA_B}}),
+        # not ours: no labels (docker prints <no value>), another slot, a sha that is not one
+        ("<no value> true 0 <no value>", {}),
+        (f"red true 0 {SHA_A}", {}),
+        ("blue true 0 latest", {}),
+        (f"blue yes 0 {SHA_A}", {}),
         # docker_host_info's shape: labels and state at the top, no restart count
         (
             [{"Labels": {"io.melk.slot": "green", "io.melk.sha": SHA_B}, "State": "running"}],
@@ -891,11 +886,10 @@ def inspected(slot: str, sha: str, running: bool = True, restarts: int = 0) -> d
             [{"Labels": {"io.melk.slot": "green", "io.melk.sha": SHA_B}, "State": "exited"}],
             {"green": {"running": False, "restarts": 0, "sha": SHA_B}},
         ),
-        # not ours: no labels, another slot name, a sha that is not one
-        ([{"Config": {"Labels": None}, "State": {"Running": True}}], {}),
-        ([inspected("red", SHA_A)], {}),
-        ([inspected("blue", "latest")], {}),
+        ([{"Labels": None, "State": "running"}], {}),
+        ([{"Labels": {"io.melk.slot": "red", "io.melk.sha": SHA_A}, "State": "running"}], {}),
         (["x", 3], {}),
+        ({"blue": 1}, {}),
     ],
 )
 def test_slot_containers(given: object, expected: dict[str, Any]) -> None:
