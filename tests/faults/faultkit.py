@@ -4,7 +4,9 @@ the rows of the results table. Load goes through Bed.traffic (testbed.load).
 
 Points of a deploy are read from the server, never from Ansible's output (task
 names and files change): the lock file, the image on the inner engine, the
-release's container, the proxy's upstream file and nginx's worker processes.
+release's container, the slot the switch file names (its `# slot` line), the
+target the kernel really forwards the front address to (the `dnat to` of the
+app's nftables chain), and nginx's processes (a switch never replaces them).
 """
 
 from __future__ import annotations
@@ -28,12 +30,24 @@ BECOME_AUDIT = FAULTS_DIR / "become.jsonl"  # the become_audit callback's lines
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 APP_DIR = "/opt/melk-ai"
 LOCK = f"{APP_DIR}/deploy.lock"
-UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
+UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"  # the switch file (an nft script)
+CHAIN = "ip edge_proxy app-melk-ai"  # the app's nftables chain (edge_upstream.chain_name)
+NFT = "/usr/sbin/nft"  # the real one: a case may put a slower one first on PATH
+# Shell: the kernel's live target of the front address, IP:PORT (nothing when none).
+LIVE_TARGET = (
+    f"{NFT} list chain {CHAIN} 2>/dev/null"
+    r" | sed -n 's/.*dnat to \([0-9.:]*\).*/\1/p' | head -n1"
+)
+# Shell: the slot the switch file names.
+FILE_SLOT = rf"sed -n 's/^# slot \([a-z]*\).*/\1/p' {UPSTREAM} | head -n1"
+# Shell: nginx's pids, master and workers, comma-separated.
+NGINX_PIDS = "pgrep -d, nginx"
 
-# One line per ~50 ms from inside the server: lock, image, container, upstream
-# port, nginx worker pids. One long `docker exec`, so polling starts no process
-# on this side; the docker CLI runs only while the lock is held, and only for
-# the point that needs it (it costs CPU the deploy under test needs too).
+# One line per ~50 ms from inside the server: lock, image, container, the switch
+# file's slot, the kernel's target, nginx's pids. One long `docker exec`, so
+# polling starts no process on this side; the docker CLI runs only while the
+# lock is held, and only for the point that needs it (it costs CPU the deploy
+# under test needs too).
 PROBE_LOOP = r"""
 while :; do
   l=0; i=-; c=-
@@ -46,12 +60,25 @@ while :; do
       c=$(docker ps -q --filter label=io.melk.sha={sha} --filter status=running | head -n1)
     fi
   fi
-  p=$(sed -n 's/^server [^:]*:\([0-9][0-9]*\).*/\1/p' {upstream} | head -n1)
-  w=$(pgrep -d, -P "$(cat /run/nginx.pid 2>/dev/null || echo 0)")
-  echo "$l $i ${{c:--}} ${{p:--}} ${{w:--}}"
+  s=$({file_slot})
+  t=$({live_target})
+  w=$({nginx_pids})
+  echo "$l $i ${{c:--}} ${{s:--}} ${{t:--}} ${{w:--}}"
   sleep 0.05
 done
 """
+
+# A slow kernel apply, to open the window between the switch file's write and
+# its apply: the switch module writes the file and runs `nft -f` on it within
+# milliseconds, too quick for a 50 ms probe. This nft, first on root's PATH
+# (sudo's secure_path), waits 3 s before an `nft -f` (the apply); `nft -c` (the
+# check) and everything else run at once. Put in place and removed by the case.
+SLOW_NFT = "/usr/local/sbin/nft"
+SLOW_APPLY = (
+    f'printf \'#!/bin/sh\\nif [ "$1" = -f ]; then sleep 3; fi\\nexec {NFT} "$@"\\n\''
+    f" > {SLOW_NFT} && chmod 0755 {SLOW_NFT}"
+)
+FAST_APPLY = f"rm -f {SLOW_NFT}"
 
 
 @dataclass(frozen=True)
@@ -62,22 +89,24 @@ class Probe:
     lock: bool
     image: bool | None  # None: not looked at
     container: str  # id of the running container of the new release, "" if none
-    port: str  # the port the proxy's upstream file points at
-    workers: frozenset[str]  # nginx worker pids
+    slot: str  # the slot the switch file names
+    target: str  # IP:PORT the kernel forwards the front address to, "" if none
+    nginx: frozenset[str]  # nginx's pids, master and workers
 
     @classmethod
     def parse(cls, line: str, at: float) -> Probe | None:
         parts = line.split()
-        if len(parts) != 5:
+        if len(parts) != 6:
             return None
-        lock, image, container, port, workers = parts
+        lock, image, container, slot, target, nginx = parts
         return cls(
             at,
             lock == "1",
             None if image == "-" else image == "1",
             "" if container == "-" else container,
-            "" if port == "-" else port,
-            frozenset(w for w in workers.split(",") if w != "-"),
+            "" if slot == "-" else slot,
+            "" if target == "-" else target,
+            frozenset(p for p in nginx.split(",") if p != "-"),
         )
 
 
@@ -99,29 +128,31 @@ def _before_pull(_base: Probe, now: Probe) -> bool:
 
 
 def _after_start(base: Probe, now: Probe) -> bool:
-    return bool(now.container) and now.port == base.port
+    return bool(now.container) and now.slot == base.slot and now.target == base.target
 
 
-def _switched(base: Probe, now: Probe) -> bool:
-    return bool(now.port) and now.port != base.port
+def file_switched(base: Probe, now: Probe) -> bool:
+    """The switch file names another slot than at the start."""
+    return bool(now.slot) and now.slot != base.slot
 
 
-def _reloaded(base: Probe, now: Probe) -> bool:
-    return bool(now.workers - base.workers)
+def applied(base: Probe, now: Probe) -> bool:
+    """The kernel forwards the front address to another target than at the start."""
+    return bool(now.target) and now.target != base.target
 
 
 # the run holds the lock and the new image is not on the host yet
 BEFORE_PULL = Point("before the pull", _before_pull, image=True)
-# the new release's container runs; the proxy still points at the old one
+# the new release's container runs; the file and the kernel still name the old one
 AFTER_START = Point("after the new container starts", _after_start, container=True)
-# the upstream file points at the new slot, nginx not reloaded yet
-BEFORE_RELOAD = Point(
-    "between the upstream write and the reload",
-    lambda base, now: _switched(base, now) and not _reloaded(base, now),
+# the switch file names the new slot; the kernel still forwards to the old release
+BEFORE_APPLY = Point(
+    "between the switch file write and its apply",
+    lambda base, now: file_switched(base, now) and not applied(base, now),
 )
-# the upstream file points at the new slot and nginx has new workers
+# the switch file names the new slot and the kernel forwards to it
 AFTER_SWITCH = Point(
-    "right after the switch", lambda base, now: _switched(base, now) and _reloaded(base, now)
+    "right after the switch", lambda base, now: file_switched(base, now) and applied(base, now)
 )
 
 
@@ -147,7 +178,9 @@ class Watcher:
             container=int(point.container),
             ref=f"{GROUP_VARS['app_image']}:{sha}",
             sha=sha,
-            upstream=UPSTREAM,
+            file_slot=FILE_SLOT,
+            live_target=LIVE_TARGET,
+            nginx_pids=NGINX_PIDS,
         )
         self.proc = subprocess.Popen(
             ["docker", "exec", bed.server.name, "sh", "-c", script],

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from faultkit import APP_DIR, LOCK, UPSTREAM, Results
+from faultkit import APP_DIR, CHAIN, LOCK, NFT, NGINX_PIDS, UPSTREAM, Results
 
 from testbed import registry
 from testbed.bed import Bed
@@ -15,9 +15,10 @@ from testbed.bed import Bed
 pytestmark = pytest.mark.e2e
 
 BROKEN = "/etc/nginx/conf.d/zz-melk-fault-broken.conf"
-# What serves, and what would change if a deploy went further than it should.
+# What serves, and what would change if a deploy went further than it should:
+# the switch file, the kernel's rule, the history, nginx's processes, containers.
 SNAPSHOT = (
-    f"cat {UPSTREAM}; md5sum {APP_DIR}/releases.json; cat /run/nginx.pid;"
+    f"cat {UPSTREAM}; {NFT} list chain {CHAIN}; md5sum {APP_DIR}/releases.json; {NGINX_PIDS};"
     " docker ps -a --format '{{.Names}} {{.Label \"io.melk.sha\"}} {{.State}}'"
 )
 
@@ -52,7 +53,7 @@ def test_invalid_proxy_config_fails_the_deploy_and_keeps_serving(
     assert reload != "0", "nginx refuses a reload of an invalid config"
     assert report.failed == [], report.summary()
     assert served == serving
-    assert after == before, "nothing serving was touched (upstream, history, containers)"
+    assert after == before, "nothing serving was touched (switch file, rule, history, containers)"
     assert bed.sh("nginx -t >/dev/null 2>&1 && echo ok").strip() == "ok"
 
 
