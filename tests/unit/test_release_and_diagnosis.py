@@ -332,6 +332,14 @@ def probe(status: int, error: str = "", location: str = "", body: str = "") -> d
             "timed out",
             f"the new release answered HTTP 204 to {URL} too late",
         ),
+        (
+            [probe(299)],
+            RUNNING,
+            "timed out",
+            f"the new release answered HTTP 299 to {URL} too late",
+        ),
+        ([probe(300)], RUNNING, "answered non-2xx", f"the new release answered HTTP 300 to {URL}"),
+        ([probe(199)], RUNNING, "answered non-2xx", f"the new release answered HTTP 199 to {URL}"),
     ],
 )
 def test_cause(

@@ -30,6 +30,8 @@ BAD_INPUT: dict[str, dict[str, object]] = {
     "filter check": {"app_port": 70000},
     "argument spec": {"app_port": "eighty"},
     "positive control": {"app_port": 8000},
+    # app_release_command is a list; a command line as a string is refused
+    "release command": {"app_release_command": "python3 manage.py migrate"},
 }
 
 
@@ -154,3 +156,16 @@ def test_positive_control_valid_input_contacts_the_hosts(
         assert report["stats"][host]["unreachable"] == 1
         assert contacted_after_validation(report, host) != []
     assert rc == 4
+
+
+def test_a_release_command_that_is_not_a_list_is_refused_before_any_host_is_contacted(
+    runs: dict[str, tuple[int, Any]],
+) -> None:
+    rc, report = runs["release command"]
+    assert contacted_after_validation(report, "good") == []
+    errors = verdicts(report)["bad"]["errors"]
+    assert errors == [
+        "app_release_command 'python3 manage.py migrate' is invalid: a list of the command"
+        " and its arguments, such as [python3, manage.py, migrate]"
+    ]
+    assert rc == 2
