@@ -128,16 +128,19 @@ def broken(bed: Bed) -> dict[str, str]:
 # --------------------------------------------------------------------------- the release command
 
 
-def test_v1_then_v2_with_the_release_command_which_v2_sees_at_start(bed: Bed) -> None:
-    ok(deploy(bed, "v1"))
+def test_v1_then_v2_with_the_release_command_which_each_sees_at_start(bed: Bed) -> None:
     bed.sh(f"rm -f {MARKER}")
+    # The first deploy on a fresh server runs it too (no release serves yet).
+    ok(deploy(bed, "v1", app_release_command=RELEASE))
+    (first,) = markers(bed)
+    assert first.startswith("v1 ") and served(bed.server)["release_markers"] == [first]
     run = ok(deploy(bed, "v2", app_release_command=RELEASE))
     version = served(bed.server)
     assert version["version"] == "v2"
     # The command ran once, in v2's image, before v2 started: v2 read its marker.
-    (line,) = markers(bed)
-    assert line.startswith("v2 "), line
-    assert version["release_markers"] == [line]
+    again, line = markers(bed)
+    assert again == first and line.startswith("v2 "), line
+    assert version["release_markers"] == [first, line]
     assert float(line.split()[1]) < started_at(bed, bed.releases["v2"])
     text = flat(run)
     assert f"marker {line} written" in text, text[-3000:]
