@@ -70,6 +70,18 @@ def deploy(bed: Bed, release: str, *extra: str, **variables: Any) -> Run:
     return bed.playbook("deploy.yml", "-e", json.dumps(values), *extra)
 
 
+def serve(bed: Bed, release: str) -> None:
+    """`release` serves, deployed when it does not (so that a test can run on its own,
+    and a test that failed leaves the next one its start)."""
+    try:
+        serving = bed.served_version()
+    except OSError:  # no release yet: the proxy answers 502
+        serving = ""
+    if serving != release:
+        ok(deploy(bed, release))
+    assert bed.served_version() == release
+
+
 def served(server: Server) -> dict[str, Any]:
     with urllib.request.urlopen(f"{server.url}/version", timeout=5) as resp:  # nosec B310
         return dict(json.loads(resp.read()))
@@ -150,6 +162,7 @@ def test_v1_then_v2_with_the_release_command_which_each_sees_at_start(bed: Bed) 
 
 
 def test_a_failing_release_command_stops_the_deploy_before_anything_starts(bed: Bed) -> None:
+    serve(bed, "v2")
     upstream = bed.sh(f"cat {UPSTREAM}")
     values = {"sha": bed.releases["v3"], **VOLUMES, "app_release_command": FAILING}
     run, traffic = bed.under_load("deploy.yml", "-e", json.dumps(values))
@@ -178,6 +191,7 @@ def test_a_failing_release_command_stops_the_deploy_before_anything_starts(bed: 
 
 
 def test_a_hanging_release_command_is_stopped_at_its_timeout(bed: Bed) -> None:
+    serve(bed, "v2")
     values = {
         "sha": bed.releases["v3"],
         **VOLUMES,
@@ -204,6 +218,7 @@ def test_a_hanging_release_command_is_stopped_at_its_timeout(bed: Bed) -> None:
 
 
 def test_every_hook_fires_once_in_order(bed: Bed, tmp_path: Path) -> None:
+    serve(bed, "v2")
     host, v2, v3 = bed.server.name, bed.releases["v2"], bed.releases["v3"]
     record = tmp_path / "hooks.log"
     ok(deploy(bed, "v3", *hook_args(record)))
@@ -230,6 +245,7 @@ def test_every_hook_fires_once_in_order(bed: Bed, tmp_path: Path) -> None:
 def test_after_failure_fires_after_an_automatic_rollback(bed: Bed, tmp_path: Path) -> None:
     # degrade: healthy at the gate, fails every request once it has answered 100
     # real ones, so the public watch fails after the switch and it switches back.
+    serve(bed, "v2")
     host, v2, bad = bed.server.name, bed.releases["v2"], bed.releases["degrade"]
     record = tmp_path / "hooks.log"
     values = {"sha": bad, **VOLUMES}
@@ -257,7 +273,7 @@ def test_after_failure_fires_after_an_automatic_rollback(bed: Bed, tmp_path: Pat
 def test_a_failing_before_hook_leaves_the_old_release_serving(
     bed: Bed, tmp_path: Path, point: str, before: list[str]
 ) -> None:
-    assert bed.served_version() == "v2"
+    serve(bed, "v2")
     upstream, state = bed.sh(f"cat {UPSTREAM}"), bed.state()
     record = tmp_path / "hooks.log"
     run = deploy(bed, "v3", *hook_args(record, **{point: "fail.yml"}))
@@ -282,6 +298,7 @@ def test_a_release_that_exits_at_start_shows_its_log_line_and_exit_code(
     bed: Bed, broken: dict[str, str]
 ) -> None:
     bed.releases.update(broken)
+    serve(bed, "v2")
     run = deploy(bed, "exit", *SHORT_GATE)
     assert run.rc != 0
     assert bed.served_version() == "v2"
@@ -300,6 +317,7 @@ def test_a_release_that_answers_500_shows_the_status_and_the_body(
     bed: Bed, broken: dict[str, str]
 ) -> None:
     bed.releases.update(broken)
+    serve(bed, "v2")
     run = deploy(bed, "error", *SHORT_GATE, rollback_keep_failed_container=True)
     assert run.rc != 0
     assert bed.served_version() == "v2"
@@ -321,11 +339,17 @@ def test_a_release_that_answers_500_shows_the_status_and_the_body(
 
 def test_fleet_a_failing_release_command_switches_no_host(fleet: Bed) -> None:
     ok(deploy(fleet, "v1"))
+    before = {server.name: fleet.state(server.name) for server in fleet.servers}
     values = {"sha": fleet.releases["v2"], **VOLUMES, "app_release_command": FAILING}
     run, traffic = fleet.under_load("deploy.yml", "-e", json.dumps(values))
     assert run.rc != 0
     assert traffic.failed == [], traffic.summary()
     first = fleet.servers[0].name
+    # No host started v2 (a host that had would have a record of it, and of its
+    # move back); the first host records the failed release command only.
+    for server in fleet.servers[1:]:
+        assert fleet.state(server.name) == before[server.name]
+    assert fleet.state(first)["history"][1:] == before[first]["history"]
     assert f"on {first}: the command failed with exit code 3" in flat(run), flat(run)[-3000:]
     for server in fleet.servers:
         assert fleet.served_version(server) == "v1"
