@@ -103,15 +103,15 @@ e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e
 
 # The option and operations tests (hooks, force, fleet without rollback,
-# status, logs, run, dry runs) run in another lane than e2e-main, on a server
-# and registry of their own.
-E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py
+# status, logs, run, dry runs, the release command, diagnostics) run in another
+# lane than e2e-main, on servers (and a fleet) and a registry of their own.
+E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_release.py
 
 e2e-main: testbed
 	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET) $(addprefix --ignore=,$(E2E_EXTRA))
 
 e2e-extra: testbed
-	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_SERVER=melk-e2e-2 MELK_REGISTRY_NAME=registry-extra $(E2E_PYTEST) $(E2E_EXTRA)
+	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_SERVER=melk-e2e-2 MELK_E2E_FLEET=melk-e2e-xf MELK_REGISTRY_NAME=registry-extra $(E2E_PYTEST) $(E2E_EXTRA)
 
 e2e-fleet: testbed
 	eval "$$($(BIN)/python -m testbed env)"; MELK_REGISTRY_NAME=registry-fleet $(E2E_PYTEST) $(E2E_FLEET)
