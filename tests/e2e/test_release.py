@@ -300,6 +300,7 @@ def test_a_release_that_exits_at_start_shows_its_log_line_and_exit_code(
     bed.releases.update(broken)
     serve(bed, "v2")
     run = deploy(bed, "exit", *SHORT_GATE)
+    print(run.output[-2500:])  # for a reader of -rA: what a person sees
     assert run.rc != 0
     assert bed.served_version() == "v2"
     text = flat(run)
@@ -319,6 +320,7 @@ def test_a_release_that_answers_500_shows_the_status_and_the_body(
     bed.releases.update(broken)
     serve(bed, "v2")
     run = deploy(bed, "error", *SHORT_GATE, rollback_keep_failed_container=True)
+    print(run.output[-2500:])  # for a reader of -rA: what a person sees
     assert run.rc != 0
     assert bed.served_version() == "v2"
     text = flat(run)
