@@ -178,6 +178,12 @@ def test_a_failing_release_command_stops_the_deploy_before_anything_starts(bed: 
     assert "Nothing was started: the release that served before serves on every host" in text
     for line in ("line-12", "line-60", "stderr: token=******** greeting=********"):
         assert line in text
+    # the message's lines are lines: its last 50 after a line of their own
+    lines = re.search(
+        r"^ +Its last 50 lines \(app_env values masked\):\n(.*)", run.output, re.M | re.S
+    )
+    assert lines, run.output[-3000:]
+    assert [line.strip() for line in lines.group(1).splitlines()[:50]] == FAILING_TAIL
     assert SENTINEL not in run.output and "greeting=hello" not in run.output
     entry = bed.state()["history"][0]
     assert (entry["sha"], entry["status"]) == (bed.releases["v3"], "failed")
@@ -310,6 +316,9 @@ def test_a_release_that_exits_at_start_shows_its_log_line_and_exit_code(
         text,
     ), text[-4000:]
     assert "fatal: no database (token ********)" in text
+    # the report's lines are lines (a '\n' in a folded YAML template stays one)
+    assert re.search(r"^ +cause: the new release", run.output, re.MULTILINE), run.output[-3000:]
+    assert re.search(r"^ +last 50 log lines \(\d+\):$", run.output, re.MULTILINE)
     assert "container: " in text and "exit code 4" in text
     assert SENTINEL not in run.output
 
