@@ -103,10 +103,11 @@ e2e: testbed ## end-to-end over SSH with a registry and load
 	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e
 
 # The option and operations tests (hooks, force, fleet without rollback,
-# status, logs, run, dry runs, maintenance mode) and the registry login (last:
-# it adds a registry that requires a login to the server's engine) run in
-# another lane than e2e-main, on a server and registries of their own.
-E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py tests/e2e/test_registry_login.py
+# status, logs, run, dry runs, maintenance mode, the release command,
+# diagnostics) and the registry login (last: it adds a registry that requires a
+# login to the server's engine) run in another lane than e2e-main, on servers
+# (and a fleet) and registries of their own.
+E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py tests/e2e/test_release.py tests/e2e/test_registry_login.py
 # TLS (supplied certificate on three hosts, ACME from a local Pebble) on servers
 # and a registry of its own.
 E2E_TLS := tests/e2e/test_tls.py
@@ -115,7 +116,7 @@ e2e-main: testbed
 	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET) $(addprefix --ignore=,$(E2E_EXTRA) $(E2E_TLS))
 
 e2e-extra: testbed
-	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_SERVER=melk-e2e-2 MELK_REGISTRY_NAME=registry-extra $(E2E_PYTEST) $(E2E_EXTRA)
+	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_SERVER=melk-e2e-2 MELK_E2E_FLEET=melk-e2e-xf MELK_REGISTRY_NAME=registry-extra $(E2E_PYTEST) $(E2E_EXTRA)
 
 e2e-tls: testbed ## HTTPS end-to-end: a supplied certificate on three hosts, ACME from Pebble
 	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_TLS_SERVER=melk-e2e-tls MELK_E2E_TLS_FLEET=melk-e2e-tlsf \

@@ -5,9 +5,14 @@ Endpoints: GET /health, GET /version (also /), GET /slow?ms=N (answers after N m
 GET /headers (the forwarding headers the edge proxy set: Host, X-Forwarded-*).
 It listens on PORT (default 8000) and answers health on APP_HEALTH_PATH (default
 /health), both from its environment, so an app_env can move them.
+`python3 /app/server.py release` is its release command (app_release_command): it
+appends a marker line to $APP_DATA_DIR/release-marker (default /data, a volume),
+which a release reads at start and shows in /version as release_markers.
 Build-time switches (APP_MODE) make a release misbehave on purpose:
   ok         healthy
   unhealthy  /health always answers 503 (never passes a health gate)
+  error      /health always answers 500 with an error body that holds APP_SECRET_TOKEN
+  exit       logs a fatal line (with APP_SECRET_TOKEN) and exits 4 at start
   crash      the process exits APP_CRASH_AFTER seconds after start
   degrade    every request answers 500 from APP_DEGRADE_AFTER seconds after start,
              or (when APP_DEGRADE_AFTER_REQUESTS is set) once it has answered that
@@ -33,6 +38,8 @@ DEGRADE_AFTER = float(os.environ.get("APP_DEGRADE_AFTER", "8"))
 DEGRADE_AFTER_REQUESTS = int(os.environ.get("APP_DEGRADE_AFTER_REQUESTS", "0"))
 HEALTH_PATH = os.environ.get("APP_HEALTH_PATH", "/health")
 MAX_SLOW_MS = 10_000
+DATA_DIR = os.environ.get("APP_DATA_DIR", "/data")
+MARKER_FILE = "release-marker"
 STARTED = time.monotonic()
 _served = 0
 _served_lock = threading.Lock()
@@ -83,7 +90,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(500, {"error": "degraded", "version": VERSION})
             return
         if url.path == HEALTH_PATH:
-            if MODE == "unhealthy":
+            if MODE == "error":
+                token = os.environ.get("APP_SECRET_TOKEN", "")
+                self._send(500, {"error": f"database unreachable (token {token})"})
+            elif MODE == "unhealthy":
                 self._send(503, {"status": "unhealthy", "version": VERSION})
             else:
                 self._send(200, {"status": "ok", "version": VERSION})
@@ -108,7 +118,12 @@ class Handler(BaseHTTPRequestHandler):
     def _version(self) -> dict[str, object]:
         # Names of APP_* variables only: shows app_env arrived, never a value.
         names = sorted(k for k in os.environ if k.startswith("APP_") and k not in _BUILD_VARS)
-        return {"version": VERSION, "mode": MODE, "env_names": names}
+        return {
+            "version": VERSION,
+            "mode": MODE,
+            "env_names": names,
+            "release_markers": RELEASE_MARKERS,
+        }
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # quiet: the load generator makes thousands of requests
@@ -123,7 +138,35 @@ _BUILD_VARS = {
 }
 
 
+def read_markers() -> list[str]:
+    """The release command's marker lines, as they were when this release started."""
+    try:
+        with open(os.path.join(DATA_DIR, MARKER_FILE), encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except OSError:
+        return []
+
+
+RELEASE_MARKERS: list[str] = []
+
+
+def release() -> int:
+    """The release command: append '<version> <unix time>' to the marker file."""
+    line = f"{VERSION} {time.time():.6f}"
+    with open(os.path.join(DATA_DIR, MARKER_FILE), "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+    print(f"release command of {VERSION}: marker {line} written", flush=True)
+    return 0
+
+
 def main() -> None:
+    if sys.argv[1:] == ["release"]:
+        sys.exit(release())
+    if MODE == "exit":
+        token = os.environ.get("APP_SECRET_TOKEN", "")
+        print(f"melk-ai sample {VERSION} fatal: no database (token {token})", flush=True)
+        sys.exit(4)
+    RELEASE_MARKERS.extend(read_markers())
     port = int(os.environ.get("PORT", "8000"))
     server = Server(("0.0.0.0", port), Handler)  # noqa: S104 - in a container
     server.daemon_threads = False  # server_close() waits for requests in flight

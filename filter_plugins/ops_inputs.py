@@ -94,6 +94,41 @@ def run_command_error(value: object, name: str = "command") -> str:
     return ""
 
 
+RELEASE_COMMAND_RULE = (
+    "a list of the command and its arguments, such as [python3, manage.py, migrate]"
+)
+
+
+def release_command_error(value: object, name: str = "app_release_command") -> str:
+    """'' if value is none (no release command) or a list naming a program, with no
+    template in it."""
+    if value is None or value == []:
+        return ""
+    if _templated(value):
+        return f"{name} {_shown(value)} is refused: it holds a template, and nothing is templated"
+    if not isinstance(value, list):
+        return f"{name} {_shown(value)} is invalid: {RELEASE_COMMAND_RULE}"
+    try:
+        argv = command_argv(value)
+    except ValueError as exc:
+        return f"{name} {_shown(value)} is invalid ({exc}): {RELEASE_COMMAND_RULE}"
+    if not argv[0].strip():
+        return f"{name} {_shown(value)} is invalid: it names no program; {RELEASE_COMMAND_RULE}"
+    return ""
+
+
+def release_timeout_error(value: object, name: str = "app_release_timeout") -> str:
+    """'' if value is a whole number of seconds above 0 (an int or a string of digits)."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is not None and number >= 1:
+        return ""
+    return f"{name} {_shown(value)} is invalid: a whole number of seconds, 1 or more"
+
+
 class FilterModule:
     """The checks above, as Jinja filters."""
 
@@ -103,4 +138,6 @@ class FilterModule:
             "log_since_error": log_since_error,
             "run_command_error": run_command_error,
             "command_argv": command_argv,
+            "release_command_error": release_command_error,
+            "release_timeout_error": release_timeout_error,
         }

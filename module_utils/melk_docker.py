@@ -24,6 +24,7 @@ def run_argv(
     labels: Mapping[str, Any],
     restart_policy: str,
     stop_timeout: int,
+    volumes: Sequence[str] = (),
 ) -> list[str]:
     """Start a detached container from an image on the host (never pulled)."""
     argv = ["docker", "run", "--detach", "--pull", "never", "--name", name]
@@ -32,6 +33,8 @@ def run_argv(
         argv += ["--env-file", env_file]
     for port in ports:
         argv += ["--publish", port]
+    for volume in volumes:
+        argv += ["--volume", volume]
     for key in sorted(labels):
         argv += ["--label", f"{key}={labels[key]}"]
     argv.append(image)
@@ -144,6 +147,7 @@ def oneoff_argv(
     network: str | None,
     labels: Mapping[str, Any],
     timeout: int,
+    volumes: Sequence[str] = (),
 ) -> list[str]:
     """Run a command in a new container of an image on the host (never pulled) and wait
     for it; the container is removed when it ends. With timeout > 0 the docker client is
@@ -155,8 +159,62 @@ def oneoff_argv(
         argv += ["--network", network]
     if env_file:
         argv += ["--env-file", env_file]
+    for volume in volumes:
+        argv += ["--volume", volume]
     for key in sorted(labels):
         argv += ["--label", f"{key}={labels[key]}"]
     argv.append(image)
     argv += list(command)
     return argv
+
+
+# --------------------------------------------------------------------------- masking
+# What a deploy prints of the app (a release command's output, a failed release's log
+# and health answers) has the values of its env file masked. The env file is read on
+# the host by the module that prints; its values never leave it.
+
+MASK = "********"
+# Shorter values (true, 1, 80) are not masked: they would mask every such word of
+# the output and hide nothing secret.
+MIN_MASKED = 4
+
+
+def env_values(text: str) -> list[str]:
+    """The values of an env file (docker's --env-file format: KEY=VALUE a line, taken
+    literally; blank lines and # comments skipped) that masked() hides, longest first."""
+    values = set()
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#") or "=" not in line:
+            continue
+        value = line.split("=", 1)[1]
+        if len(value) >= MIN_MASKED:
+            values.add(value)
+    return sorted(values, key=lambda value: (-len(value), value))
+
+
+def masked(text: str, values: Sequence[str]) -> str:
+    """text with every occurrence of each value replaced by MASK (longest value first,
+    so a value that contains another is masked whole)."""
+    for value in sorted(values, key=len, reverse=True):
+        if value:
+            text = text.replace(value, MASK)
+    return text
+
+
+def read_env_values(path: str | None) -> tuple[list[str], str]:
+    """env_values of the file at path: (values, '') or ([], why it could not be read).
+    No path: nothing to mask."""
+    if not path:
+        return [], ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return env_values(handle.read()), ""
+    except OSError as err:
+        return [], f"{path} could not be read ({err.strerror or err})"
+
+
+def output_tail(stdout: str, stderr: str, lines: int, values: Sequence[str]) -> list[str]:
+    """The last `lines` lines of a command's output, masked: stdout, then stderr with
+    each line prefixed 'stderr: ' (the error a command ends with is last)."""
+    out = stdout.splitlines() + ["stderr: " + line for line in stderr.splitlines()]
+    return [masked(line, values) for line in out[-lines:]] if lines > 0 else []

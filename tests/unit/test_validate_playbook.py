@@ -31,6 +31,8 @@ BAD_INPUT: dict[str, dict[str, object]] = {
     "argument spec": {"app_port": "eighty"},
     "positive control": {"app_port": 8000},
     "half a registry login": {"app_registry_password": "s3cret-registry-pw-{{ 7*7 }}"},
+    # app_release_command is a list; a command line as a string is refused
+    "release command": {"app_release_command": "python3 manage.py migrate"},
 }
 
 
@@ -168,4 +170,16 @@ def test_a_registry_password_without_a_username_is_refused_without_showing_it(
     assert "app_registry_password is set but app_registry_username is not" in failures[0]
     assert verdicts(report)["bad"]["accepted"] is False
     assert "s3cret-registry-pw" not in json.dumps(report)
+
+
+def test_a_release_command_that_is_not_a_list_is_refused_before_any_host_is_contacted(
+    runs: dict[str, tuple[int, Any]],
+) -> None:
+    rc, report = runs["release command"]
+    assert contacted_after_validation(report, "good") == []
+    errors = verdicts(report)["bad"]["errors"]
+    assert errors == [
+        "app_release_command 'python3 manage.py migrate' is invalid: a list of the command"
+        " and its arguments, such as [python3, manage.py, migrate]"
+    ]
     assert rc == 2

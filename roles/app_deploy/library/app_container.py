@@ -80,6 +80,11 @@ options:
     type: list
     elements: str
     default: []
+  volumes:
+    description: Volumes as for C(docker run --volume), for example C(melk-ai-data:/data).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     description: Reports what would change and changes nothing.
@@ -135,6 +140,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "restart_policy": {"type": "str", "default": "no"},
     "stop_timeout": {"type": "int", "default": 10},
     "remove_images": {"type": "list", "elements": "str", "default": []},
+    "volumes": {"type": "list", "elements": "str", "default": []},
 }
 REQUIRED_IF = [("state", "started", ("name", "image")), ("state", "stopped", ("name",))]
 
@@ -195,6 +201,7 @@ def start(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[s
         params.get("labels") or {},
         params.get("restart_policy") or "no",
         int(params.get("stop_timeout", 10)),
+        params.get("volumes") or [],
     )
     rc, out, err = runner(argv)
     if rc != 0:

@@ -21,9 +21,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.melk_docker import (
     TIMED_OUT,
     failure,
+    masked,
     missing,
     network_argv,
     oneoff_argv,
+    output_tail,
+    read_env_values,
     rm_argv,
 )
 from ansible.module_utils.melk_module import Runner, finish, module_runner
@@ -40,6 +43,9 @@ description:
   - The command's exit code is returned in RV(exit_code) and does not fail the task; a
     command still running after O(timeout) seconds is stopped (SIGTERM, SIGKILL 10 s
     later) and its container removed.
+  - With O(mask_env), the values of O(env_file) are masked in everything returned (the
+    file is read on the host; its values are never returned); O(output_lines) returns the
+    last lines of the output in RV(output_tail).
   - In check mode nothing runs.
 options:
   name:
@@ -69,6 +75,21 @@ options:
     default: {}
   timeout:
     description: Seconds the command may run; 0 for no limit.
+    type: int
+    default: 0
+  volumes:
+    description: Volumes as for C(docker run --volume), for example C(melk-ai-data:/data).
+    type: list
+    elements: str
+    default: []
+  mask_env:
+    description:
+      - Mask the values of O(env_file) (4 characters or longer) in the output returned; when
+        the file cannot be read, no output is returned.
+    type: bool
+    default: false
+  output_lines:
+    description: How many of the output's last lines RV(output_tail) holds; 0 for none.
     type: int
     default: 0
 attributes:
@@ -106,6 +127,13 @@ stderr_lines:
   returned: when the command ran
   type: list
   elements: str
+output_tail:
+  description: >-
+    The last O(output_lines) lines of stdout, then of stderr (each prefixed
+    "stderr: "), masked with O(mask_env).
+  returned: when the command ran
+  type: list
+  elements: str
 timed_out:
   description: Whether the command was stopped at O(timeout).
   returned: when the command ran
@@ -124,6 +152,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "network_from": {"type": "str"},
     "labels": {"type": "dict", "default": {}},
     "timeout": {"type": "int", "default": 0},
+    "volumes": {"type": "list", "elements": "str", "default": []},
+    "mask_env": {"type": "bool", "default": False},
+    "output_lines": {"type": "int", "default": 0},
 }
 
 
@@ -187,22 +218,36 @@ def run(
         network or None,
         params.get("labels") or {},
         timeout,
+        params.get("volumes") or [],
     )
     started = clock()
     rc, out, err = runner(argv)
     timed_out = stopped_at_timeout(rc, clock() - started, timeout)
     if timed_out:
         runner(rm_argv(name))  # the docker client is gone; its container may still run
+    out, err, withheld = shown_output(params, out, err)
     return {
         "changed": True,
         "exit_code": rc,
         "stdout_lines": out.splitlines(),
         "stderr_lines": err.splitlines(),
+        "output_tail": output_tail(out, err, int(params.get("output_lines") or 0), []),
         "timed_out": timed_out,
         "network": network,
-        "warnings": warnings,
+        "warnings": warnings + withheld,
         "msg": describe(rc, timed_out, timeout),
     }
+
+
+def shown_output(params: Mapping[str, Any], out: str, err: str) -> tuple[str, str, list[str]]:
+    """The output as it may be returned: with mask_env, the env file's values masked, or
+    nothing (and a warning) when the file cannot be read."""
+    if not params.get("mask_env"):
+        return out, err, []
+    values, error = read_env_values(params.get("env_file"))
+    if error:
+        return "", "", [f"the output is withheld: {error}, so its values cannot be masked"]
+    return masked(out, values), masked(err, values), []
 
 
 def main() -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, MutableSequence, Sequence
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.melk_docker import parse_state, state_argv
+from ansible.module_utils.melk_docker import masked, parse_state, read_env_values, state_argv
 from ansible.module_utils.melk_module import Runner, finish, module_runner
 
 DOCUMENTATION = r"""
@@ -71,6 +72,12 @@ options:
     description: Status codes that count as healthy (default any 2xx).
     type: list
     elements: int
+  mask_file:
+    description:
+      - An env file (KEY=VALUE lines) on the host whose values are masked in the bodies and
+        Location headers of RV(probes); when it cannot be read, bodies and Locations are
+        left out.
+    type: path
 attributes:
   check_mode:
     description: Probing changes nothing, so it runs in check mode too.
@@ -120,6 +127,15 @@ phase:
   description: Where the result was decided, C(wait), C(watch) or C(container).
   returned: always
   type: str
+probes:
+  description:
+    - The last probes (up to 5), oldest first, each with C(status) (-1 for no answer),
+      C(at) (UTC time), C(location) (the Location header), C(body) (its first 200
+      bytes) and C(error) (why there was no answer), for a person to read when the
+      check failed.
+  returned: always
+  type: list
+  elements: dict
 state:
   description: The container's state with O(container) (running, restarts, status, exit_code),
     or empty when it was not found.
@@ -129,6 +145,12 @@ state:
 
 MODES = ("wait", "watch", "ready")
 NO_ANSWER = -1
+# How many probes the result keeps, and how much of each body.
+KEPT_PROBES = 5
+BODY_BYTES = 200
+# A body is read up to this much, masked, then cut to BODY_BYTES (masking the cut
+# text could leave the start of a value that the cut split).
+BODY_READ = 65536
 # A deadline missed by less than this is met. The loop's times are sums of clock readings,
 # off by about 1e-15 s from the exact ones: without it, a window of 6 s probed every 0.1 s
 # ended at 5.999999999999995 s and sent one more probe 3e-15 s after the last.
@@ -143,6 +165,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "interval": {"type": "float", "default": 1.0},
     "timeout": {"type": "float", "default": 5.0},
     "status_codes": {"type": "list", "elements": "int"},
+    "mask_file": {"type": "path"},
 }
 
 # (status, error): status -1 with a reason when no HTTP answer came
@@ -258,20 +281,63 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def http_probe(url: str, timeout: float) -> Probe:
-    """One GET of url per call: (status, '') or (-1, why there was no answer)."""
+def excerpt(body: bytes, values: Sequence[str] | None) -> str:
+    """The first BODY_BYTES bytes of a body as text, values masked first; None for
+    values: the values could not be read, so nothing of the body is shown."""
+    if values is None:
+        return ""
+    text: str = masked(body[:BODY_READ].decode("utf-8", errors="replace"), values)
+    return text.encode("utf-8")[:BODY_BYTES].decode("utf-8", errors="ignore")
+
+
+def seen_probe(
+    status: int,
+    error: str,
+    location: str,
+    body: bytes,
+    values: Sequence[str] | None,
+    at: float,
+) -> dict[str, Any]:
+    """One probe as the result shows it (see RETURN: probes)."""
+    return {
+        "status": status,
+        "at": time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z",
+        "location": masked(location, values) if values is not None else "",
+        "body": excerpt(body, values),
+        "error": error,
+    }
+
+
+def http_probe(
+    url: str,
+    timeout: float,
+    seen: MutableSequence[dict[str, Any]] | None = None,
+    values: Sequence[str] | None = (),
+    wall: Callable[[], float] = time.time,
+) -> Probe:
+    """One GET of url per call: (status, '') or (-1, why there was no answer). Each
+    probe is also appended to seen (seen_probe), with values masked."""
     opener = urllib.request.build_opener(_NoRedirect())
 
-    def probe() -> tuple[int, str]:
+    def answer() -> tuple[int, str, str, bytes]:
         try:
             with opener.open(url, timeout=timeout) as response:
-                response.read()
-                return int(response.status), ""
+                body = response.read(BODY_READ)
+                return int(response.status), "", response.headers.get("Location", ""), body
         except urllib.error.HTTPError as err:
-            return int(err.code), ""
+            body = err.read(BODY_READ) if err.fp is not None else b""
+            location = err.headers.get("Location", "") if err.headers else ""
+            return int(err.code), "", location, body
         except (urllib.error.URLError, OSError, ValueError) as err:
             reason = getattr(err, "reason", err)
-            return NO_ANSWER, f"{type(err).__name__}: {reason}"
+            return NO_ANSWER, f"{type(err).__name__}: {reason}", "", b""
+
+    def probe() -> tuple[int, str]:
+        at = wall()
+        status, error, location, body = answer()
+        if seen is not None:
+            seen.append(seen_probe(status, error, location or "", body, values, at))
+        return status, error
 
     return probe
 
@@ -287,8 +353,16 @@ def run(
     error = params_error(params)
     if error:
         return {"failed": True, "changed": False, "msg": f"health_probe: {error}"}
+    seen: deque[dict[str, Any]] = deque(maxlen=KEPT_PROBES)
+    warnings: list[str] = []
     if probe is None:
-        probe = http_probe(params["url"], params["timeout"])
+        values: list[str] | None = []
+        if params.get("mask_file"):
+            values, why = read_env_values(params["mask_file"])
+            if why:
+                values = None
+                warnings.append(f"the probes' bodies are not shown: {why}")
+        probe = http_probe(params["url"], params["timeout"], seen, values)
     codes = healthy_codes(params["status_codes"])
     if params["mode"] == "ready":
         result = ready_loop(
@@ -308,7 +382,7 @@ def run(
     if params["container"] and result["healthy"]:
         rc, out, _err = runner(state_argv(params["container"]))
         result = judge_container(result, parse_state(rc, out))
-    return {"changed": False, **result}
+    return {"changed": False, **result, "probes": list(seen), "warnings": warnings}
 
 
 def main() -> None:
