@@ -162,7 +162,7 @@ def test_positive_control_valid_input_contacts_the_hosts(
 def test_a_registry_password_without_a_username_is_refused_without_showing_it(
     runs: dict[str, tuple[int, Any]],
 ) -> None:
-    rc, report = runs["half a registry login"]
+    _rc, report = runs["half a registry login"]
     assert contacted_after_validation(report, "good") == []
     assert report["stats"]["good"]["unreachable"] == 0
     failures = [r.get("msg", "") for _, _, r in results(report, "bad") if r.get("failed")]
