@@ -20,7 +20,7 @@ before it could record its switch)::
     add table ip edge_proxy
     add chain ip edge_proxy app-<app> { type nat hook output priority -110; policy accept; }
     flush chain ip edge_proxy app-<app>
-    add rule ip edge_proxy app-<app> ip daddr <front ip> tcp dport <front port> dnat to <ip>:<port>
+    add rule ip edge_proxy app-<app> ip daddr <front ip> tcp dport <ports> dnat to <ip>:<port>
 
 Before the first deploy the chain is left empty (``# no release deployed yet``): the front
 refuses connections and nginx answers 502.  The boot unit (edge-proxy-restore) re-applies
@@ -101,17 +101,32 @@ def address(value: object, name: str) -> tuple[str, int]:
 
 
 def upstream_text(
-    app_name: object, front: object, target: object = "", release: object = "", slot: object = ""
+    app_name: object,
+    front: object,
+    target: object = "",
+    release: object = "",
+    slot: object = "",
+    front_ports: object = 1,
 ) -> str:
     """The switch file's lines: connections to ``front`` go to ``target`` (both ``ip:port``).
 
-    ``target`` '' means no release yet: the chain stays empty.  ``release`` (the sha) and
-    ``slot`` are written as ``# release <sha>`` / ``# slot <slot>`` when given.
+    ``front_ports`` consecutive ports from front's port are forwarded alike (nginx spreads
+    its connections over them: each port multiplies the new connections a second the host
+    can open towards the app, about 470 per port with 28k ephemeral ports held 60 s in
+    TIME_WAIT).  ``target`` '' means no release yet: the chain stays empty.  ``release``
+    (the sha) and ``slot`` are written as ``# release <sha>`` / ``# slot <slot>`` when given.
     """
     error = app_name_error(app_name)
     if error:
         raise AnsibleFilterError(error)
     front_ip, front_port = address(front, "front address")
+    count = as_int(front_ports)
+    if count is None or not 1 <= count <= 256 or front_port + count - 1 > 65535:
+        raise AnsibleFilterError(
+            f"front_ports {shown(front_ports)} is invalid: give 1 to 256 ports that fit "
+            f"above {front_port}"
+        )
+    dport = str(front_port) if count == 1 else f"{front_port}-{front_port + count - 1}"
     chain = f"{TABLE} {chain_name(str(app_name))}"
     head = [
         f"add table {TABLE}",
@@ -132,8 +147,7 @@ def upstream_text(
             raise AnsibleFilterError(f"slot {shown(slot)} is invalid: give a slot name like blue")
         lines.append(f"{SLOT_MARK} {slot}")
     rule = (
-        f"add rule {chain} ip daddr {front_ip} tcp dport {front_port}"
-        f" dnat to {target_ip}:{target_port}"
+        f"add rule {chain} ip daddr {front_ip} tcp dport {dport} dnat to {target_ip}:{target_port}"
     )
     return "\n".join([*lines, *head, rule]) + "\n"
 

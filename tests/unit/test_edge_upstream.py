@@ -7,6 +7,7 @@ where nft is installed, what the writer writes is also checked by nft itself (nf
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -73,11 +74,13 @@ def render() -> Any:
         app: object = "melk-ai",
         front_host: object = "172.17.0.1",
         front_port: object = 18000,
+        front_ports: object = 1,
     ) -> str:
         variables = {
             "edge_proxy_app_name": app,
             "__edge_proxy_front_host": front_host,
             "edge_proxy_front_port": front_port,
+            "edge_proxy_front_ports": front_ports,
             "edge_proxy_target_container": container,
             "edge_proxy_target_ip": ip,
             "edge_proxy_target_port": port,
@@ -510,3 +513,42 @@ def test_filter_module_exposes_the_contract() -> None:
     filters = FilterModule().filters()
     assert set(filters) == {"upstream_path", "upstream_text", "serving_release"}
     assert all(filters[name] is getattr(edge_upstream, name) for name in filters)
+
+
+# --------------------------------------------------------------------------- front port block
+
+
+def test_a_block_of_front_ports_is_forwarded_alike(render: Any) -> None:
+    """nginx spreads its connections over the block; one rule forwards every port of it."""
+    text = render(release=SHA_B, slot="green", front_ports=16)
+    assert text.splitlines()[-1] == (
+        "add rule ip edge_proxy app-melk-ai ip daddr 172.17.0.1 tcp dport 18000-18015"
+        " dnat to 172.17.0.3:8000"
+    )
+    assert serving_release(text, SLOT_PORTS) == {"sha": SHA_B, "slot": "green", "port": 18002}
+    assert "tcp dport 18000 dnat" in render(release=SHA_B, front_ports="1")
+
+
+@pytest.mark.parametrize(
+    ("front", "ports", "message"),
+    [
+        (
+            "172.17.0.1:18000",
+            0,
+            "front_ports 0 is invalid: give 1 to 256 ports that fit above 18000",
+        ),
+        ("172.17.0.1:18000", 257, "front_ports 257 is invalid"),
+        (
+            "172.17.0.1:65530",
+            7,
+            "front_ports 7 is invalid: give 1 to 256 ports that fit above 65530",
+        ),
+        ("172.17.0.1:18000", "many", "front_ports 'many' is invalid"),
+    ],
+)
+def test_a_front_port_block_that_does_not_fit_is_refused(
+    front: str, ports: object, message: str
+) -> None:
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        upstream_text("melk-ai", front, "172.17.0.3:8000", front_ports=ports)
+    assert "65530-65535" in upstream_text("a", "1.2.3.4:65530", "1.2.3.5:80", front_ports=6)

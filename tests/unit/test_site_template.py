@@ -38,6 +38,7 @@ def render(**overrides: Any) -> str:
         "edge_proxy_read_timeout": 60,
         "__edge_proxy_front_host": "172.18.0.1",
         "edge_proxy_front_port": 18000,
+        "edge_proxy_front_ports": 3,
         "edge_proxy_server_names": [],
         "edge_proxy_tls_port": 443,
         "edge_proxy_hsts_seconds": 0,
@@ -53,9 +54,20 @@ def servers(text: str) -> list[str]:
     return re.findall(r"^server \{\n.*?^\}", text, flags=re.S | re.M)
 
 
+def test_nginx_spreads_its_connections_over_the_front_port_block() -> None:
+    assert (
+        "upstream melk-ai-front {\n"
+        "    server 172.18.0.1:18000 max_fails=0;\n"
+        "    server 172.18.0.1:18001 max_fails=0;\n"
+        "    server 172.18.0.1:18002 max_fails=0;\n"
+        "}\n"
+    ) in render()
+    assert "keepalive" not in render()  # a kept connection would outlive a switch
+
+
 def test_plain_http_only_proxies_everything() -> None:
     (http,) = servers(render())
-    assert "location / {\n        proxy_pass http://172.18.0.1:18000;" in http
+    assert "location / {\n        proxy_pass http://melk-ai-front;" in http
     assert "return 301" not in http
     assert "acme-challenge" not in http
     assert "ssl" not in render()
@@ -65,14 +77,14 @@ def test_supplied_certificate_serves_https_and_redirects_plain_http() -> None:
     http, https = servers(render(__edge_proxy_tls_mode="supplied", __edge_proxy_tls_files=FILES))
     assert "location / {\n        return 301 https://$host$request_uri;\n    }" in http
     # the health path stays proxied on plain HTTP (the deploy's watch probes it)
-    assert 'location = "/health" {\n        proxy_pass http://172.18.0.1:18000;' in http
+    assert 'location = "/health" {\n        proxy_pass http://melk-ai-front;' in http
     assert "acme-challenge" not in http
     assert "listen 443 ssl default_server;" in https
     assert "server_name _;" in https
     assert f"ssl_certificate {FILES['certificate']};" in https
     assert f"ssl_certificate_key {FILES['key']};" in https
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in https
-    assert "location / {\n        proxy_pass http://172.18.0.1:18000;" in https
+    assert "location / {\n        proxy_pass http://melk-ai-front;" in https
     assert "X-Forwarded-Proto $scheme" in https
     assert "Strict-Transport-Security" not in https
     assert https.endswith("    }\n}")
