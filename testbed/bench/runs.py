@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,7 @@ from testbed.bench.config import (
     LONG_MS,
     LONG_NAIVE_RUN,
     LONG_RUN,
+    LONG_TRIGGER,
     NAIVE_DIR,
     NAIVE_PORT,
     PREFIX,
@@ -164,7 +166,7 @@ def wait_served(url: str, version: str, limit: float) -> None:
         time.sleep(0.2)
 
 
-def long_call(url: str) -> tuple[float, float, int, str, str]:
+def long_call(url: str) -> LongCall:
     """One /slow?ms=LONG_MS request on its own connection: (sent, seconds,
     status, version, error), sent on time.monotonic()'s clock."""
     parsed = urlparse(url)
@@ -189,37 +191,68 @@ def long_call(url: str) -> tuple[float, float, int, str, str]:
     return sent, time.monotonic() - sent, status, version, error
 
 
+LongCall = tuple[float, float, int, str, str]
+
+
+def long_call_at(
+    url: str, command: Command, trigger: str, ended: threading.Event
+) -> LongCall | None:
+    """The long request, sent once the command is at a task named with
+    `trigger` (None if it ended first)."""
+    while trigger not in command.task:
+        if ended.wait(0.05):
+            return None
+    return long_call(url)
+
+
 @contextmanager
 def long_request(
-    url: str, enabled: bool
-) -> Iterator[list[Future[tuple[float, float, int, str, str]]]]:
-    """With `enabled`, the long request is sent LONG_LEAD seconds before the
-    body runs, and the block is left once it has its answer."""
+    url: str, command: Command, enabled: bool, trigger: str | None
+) -> Iterator[list[Future[LongCall | None]]]:
+    """With `enabled`, the long request is sent while the body runs the
+    command: when it reaches a task named with `trigger`, or with no trigger,
+    LONG_LEAD seconds before it starts. The block is left once it has its
+    answer."""
     if not enabled:
         yield []
         return
+    ended = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(long_call, url)
-        time.sleep(LONG_LEAD)
-        yield [future]
+        future: Future[LongCall | None]
+        if trigger is None:
+            future = pool.submit(long_call, url)
+            time.sleep(LONG_LEAD)
+        else:
+            future = pool.submit(long_call_at, url, command, trigger, ended)
+        try:
+            yield [future]
+        finally:
+            ended.set()
         future.result(timeout=LONG_MS / 1000 + 60)
 
 
-def long_result(
-    futures: list[Future[tuple[float, float, int, str, str]]], timed: Run
-) -> LongRequest | None:
+def long_result(futures: list[Future[LongCall | None]], timed: Run) -> LongRequest | None:
     if not futures:
         return None
-    sent, seconds, status, version, error = futures[0].result()
+    call = futures[0].result()
+    if call is None:
+        say(f"{INDENT}long request: not sent, the command never reached {LONG_TRIGGER!r}")
+        return None
+    sent, seconds, status, version, error = call
     found = LongRequest(
         f"/slow?ms={LONG_MS}", sent - timed.started, seconds, status, version, error
     )
-    say(f"{INDENT}long request: {found.text(None).split(',')[0]}")
+    say(f"{INDENT}long request: HTTP {status} {version or error} after {seconds:.1f} s")
     return found
 
 
 def run_under_load(
-    url: str, runner: Runner, command: Command, expect: str, long: bool = False
+    url: str,
+    runner: Runner,
+    command: Command,
+    expect: str,
+    long: bool = False,
+    trigger: str | None = None,
 ) -> tuple[Run, Traffic, LongRequest | None]:
     """The command while the new-connection load runs through url; the load
     goes on until `expect` serves again (bounded), and the long request (if
@@ -228,7 +261,7 @@ def run_under_load(
         under_load(
             url, lead=LOAD_LEAD, max_seconds=600, workers=LOAD_WORKERS, slow_ms=LOAD_SLOW_MS
         ) as traffic,
-        long_request(url, long) as futures,
+        long_request(url, command, long, trigger) as futures,
     ):
         run = runner.run(command, live_status(traffic, command))
         wait_for(traffic, expect, traffic.clock(time.monotonic()), SETTLE_LIMIT)
@@ -237,7 +270,12 @@ def run_under_load(
 
 
 def run_under_wrk(
-    url: str, runner: Runner, command: Command, expect: str, long: bool = False
+    url: str,
+    runner: Runner,
+    command: Command,
+    expect: str,
+    long: bool = False,
+    trigger: str | None = None,
 ) -> tuple[Run, wrk.WrkResult, wrk.WrkResult, LongRequest | None]:
     """A baseline wrk window, then the command under wrk (a run of its own,
     WRK_LEAD seconds longer at each end) until `expect` serves again (bounded)."""
@@ -254,7 +292,10 @@ def run_under_wrk(
     )
     say(f"{INDENT}{baseline.summary()}")
     load: wrk.KeepAlive
-    with keepalive_load(target, lead=WRK_LEAD) as load, long_request(url, long) as futures:
+    with (
+        keepalive_load(target, lead=WRK_LEAD) as load,
+        long_request(url, command, long, trigger) as futures,
+    ):
         run = runner.run(command)
         wait_served(url, expect, SETTLE_LIMIT)
     if load.result is None:
@@ -362,13 +403,18 @@ class Bench:
         say(f"{INDENT}{label}, under {SHAPE_LABELS[shape]}")
         new, old, expect = versions
         long = name in {LONG_RUN, LONG_NAIVE_RUN}
+        # ours: the long request goes when the playbook reaches the health gate, the
+        # step right before the switch; the naive method has no steps to wait for
+        trigger = LONG_TRIGGER if upstream else None
         found: Measure
         if shape == WRK:
-            timed, result, baseline, call = run_under_wrk(url, self.runner, command, expect, long)
+            timed, result, baseline, call = run_under_wrk(
+                url, self.runner, command, expect, long, trigger
+            )
             mtime = upstream_mtime(self.host.name) if upstream else None
             found = measure_wrk(name, label, timed, result, baseline, mtime, verify, call)
         else:
-            timed, report, call = run_under_load(url, self.runner, command, expect, long)
+            timed, report, call = run_under_load(url, self.runner, command, expect, long, trigger)
             mtime = upstream_mtime(self.host.name) if upstream else None
             found = measure(name, label, timed, report, report.t0, new, old, mtime, verify, call)
         self.results.measures[name] = found
