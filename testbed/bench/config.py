@@ -29,13 +29,16 @@ SHAPE_LABELS = {
     WRK: "wrk, 64 keep-alive connections",
     CONN: f"new connection per request, {LOAD_WORKERS} clients",
 }
-# wrk's latency "before": a wrk window of this length right before the one that
-# spans the command (wrk reports percentiles over a whole run only).
+# wrk's latency "before": a wrk window of this length right before the command
+# (wrk reports percentiles over a whole run only).
 WRK_BASELINE_SECONDS = 5
 WRK_LEAD = 1.0  # seconds of wrk before a command starts and after it ends
-# New-connection load: latency "during" the switch is that of the requests sent
-# within this many seconds either side of it.
+# Latency "during" the switch. New-connection load: the requests sent within
+# SWITCH_WINDOW seconds either side of it. wrk: a wrk run of its own from the
+# start of the playbook's task named with SWITCH_TRIGGER (edge_proxy's switch)
+# until SWITCH_WINDOW seconds after it ends.
 SWITCH_WINDOW = 1.0
+SWITCH_TRIGGER = "Point the front address"
 # One long request in the run below (a deploy: the old release it is in flight
 # on would be stopped after the switch and the watch); it must come back with
 # 200. It is sent when the playbook reaches a task whose name holds LONG_TRIGGER

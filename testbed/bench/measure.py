@@ -15,6 +15,7 @@ from testbed.load import Outcome, Report, first_answer, recovery_seconds, unavai
 from testbed.playbook import Run, slowest_tasks, task_count
 from testbed.wrk import WrkResult
 
+SWITCH_SEGMENT = "switch"  # the wrk segment that spans the switch
 FAST_PATH = "/version"  # the new-connection load's fast requests (latency is theirs)
 
 
@@ -292,6 +293,26 @@ def measure(
     )
 
 
+def combine(results: Sequence[WrkResult]) -> WrkResult:
+    """wrk runs one after another as one: counts added up, the longest latency
+    kept; percentiles do not add up (None)."""
+    by_release: Counter[str] = Counter()
+    for result in results:
+        by_release.update(result.non_2xx_by_release)
+    tops = [r.max_ms for r in results if r.max_ms is not None]
+    return WrkResult(
+        requests=sum(r.requests for r in results),
+        seconds=round(sum(r.seconds for r in results), 3),
+        connect_errors=sum(r.connect_errors for r in results),
+        read_errors=sum(r.read_errors for r in results),
+        write_errors=sum(r.write_errors for r in results),
+        timeouts=sum(r.timeouts for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        max_ms=max(tops) if tops else None,
+        non_2xx_by_release=dict(by_release),
+    )
+
+
 def wrk_failed(result: WrkResult, ignore: Sequence[str] = ()) -> int:
     """Socket errors and non-2xx answers, but those from the releases in `ignore`."""
     return result.socket_errors + result.non_2xx_except(*ignore)
@@ -301,14 +322,18 @@ def measure_wrk(
     name: str,
     label: str,
     timed: Run,
-    result: WrkResult,
+    segments: Sequence[tuple[str, WrkResult]],
     baseline: WrkResult | None,
     upstream: float | None = None,
     verify: float | None = None,
     long: LongRequest | None = None,
 ) -> Measure:
-    """A command under wrk's keep-alive load: before is the baseline window,
-    during the wrk run that spans the command."""
+    """A command under wrk's keep-alive load, run in segments one after another
+    (before the switch, the switch, after it; one segment when no switch was
+    seen): before is the baseline window, during the switch's segment (else
+    the whole run)."""
+    result = combine([r for _, r in segments])
+    window = dict(segments).get(SWITCH_SEGMENT)
     return Measure(
         name=name,
         label=label,
@@ -324,9 +349,9 @@ def measure_wrk(
         verify=verify,
         rps=result.rps,
         before=wrk_latency(baseline),
-        during=wrk_latency(result),
+        during=wrk_latency(window if window is not None else segments[-1][1]),
         long=long,
-        wrk=wrk_dict(result),
+        wrk={**wrk_dict(result), "segments": {n: wrk_dict(r) for n, r in segments}},
         wrk_before=wrk_dict(baseline) if baseline else None,
         **timing(timed),
     )

@@ -197,7 +197,7 @@ def goals(results: Results) -> list[Goal]:
         ),
         failed_goal(m),
         long_goal(m),
-        p99_goal(m, WRK, "wrk: the baseline window vs the run spanning the command"),
+        p99_goal(m, WRK, "wrk: a window before the command vs the switch's segment"),
         p99_goal(m, CONN, f"new connections: the lead vs +-{SWITCH_WINDOW:g} s of the switch"),
     ]
     degrade = m.get(run_name("degrade", CONN))
@@ -269,7 +269,12 @@ def wrk_line(run: Measure) -> str | None:
         f"- {run.label}: {run.wrk['requests']} requests in {run.wrk['seconds']:.1f} s; "
         f"socket errors: connect {errors['connect']}, read {errors['read']}, "
         f"write {errors['write']}, timeout {errors['timeout']}; "
-        f"non-2xx: {run.wrk['non_2xx']}" + (f" ({by_release})" if by_release else "")
+        f"non-2xx: {run.wrk['non_2xx']}"
+        + (f" ({by_release})" if by_release else "")
+        + "".join(
+            f"; {name}: {part['requests']} in {part['seconds']:.1f} s, p99 {part['p99_ms']} ms"
+            for name, part in run.wrk.get("segments", {}).items()
+        )
     )
 
 
@@ -318,9 +323,12 @@ def table(results: Results) -> list[str]:
         "back), else the first answer by the new release. Failed: for "
         f"{WRK}, socket errors + non-2xx answers; for {CONN}, requests without a 2xx "
         "answer. Latency: "
-        f"for {WRK}, *before* is a {WRK_BASELINE_SECONDS} s wrk window run right before "
-        "the one spanning the command, *during* that whole run (wrk reports percentiles "
-        f"over a run only); for {CONN}, from each fast request's own timing (/version, "
+        f"for {WRK}, *before* is a {WRK_BASELINE_SECONDS} s wrk run right before the "
+        "command; wrk runs through the command in segments (it reports percentiles per "
+        "run only), and *during* is the segment from the start of the switch task to "
+        f"{SWITCH_WINDOW:g} s after it (its connections open before the switch and stay "
+        f"open across it; the whole run when no switch task was seen); for {CONN}, from "
+        "each fast request's own timing (/version, "
         f"sent on a new connection): *before*, those sent in the {LOAD_LEAD:g} s before "
         f"the command; *during*, those sent within {SWITCH_WINDOW:g} s either side of "
         "the switch. No service: from a failed request until a later one is answered "
@@ -343,7 +351,7 @@ def table(results: Results) -> list[str]:
     ]
     wrk_lines = [line for run in m.values() if (line := wrk_line(run))]
     if wrk_lines:
-        lines += ["", f"{WRK} in detail (the run spanning the command):", "", *wrk_lines]
+        lines += ["", f"{WRK} in detail (its segments added up):", "", *wrk_lines]
     lines += ["", "Where the time goes (task results per run, profile_tasks' slowest):", ""]
     lines += [time_line(run) for run in m.values() if run.tasks]
     lines += ["", "Fleet (one deploy, no load, image not on the hosts):", ""]

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -44,13 +45,22 @@ from testbed.bench.config import (
     SETTLE_LIMIT,
     SHAPE_LABELS,
     SHAPES,
+    SWITCH_TRIGGER,
+    SWITCH_WINDOW,
     UPSTREAM,
     VERIFY_SECONDS,
     WRK,
     WRK_BASELINE_SECONDS,
     WRK_LEAD,
 )
-from testbed.bench.measure import LongRequest, Measure, Results, measure, measure_wrk
+from testbed.bench.measure import (
+    SWITCH_SEGMENT,
+    LongRequest,
+    Measure,
+    Results,
+    measure,
+    measure_wrk,
+)
 from testbed.bench.report import run_name, table, to_json
 from testbed.console import INDENT, Status, duration, rel, say
 from testbed.load import Traffic, served_chain, under_load
@@ -63,7 +73,6 @@ from testbed.playbook import (
     playbook_args,
 )
 from testbed.servers import Server
-from testbed.wrk import keepalive_load
 
 
 class BenchError(RuntimeError):
@@ -269,6 +278,73 @@ def run_under_load(
     return run, traffic, long_result(futures, run)
 
 
+class SegmentedWrk:
+    """wrk through a command in segments, one wrk run after the other: until
+    the command is at a task named with `trigger` (the switch), from there
+    until SWITCH_WINDOW seconds after that task, and the rest. wrk reports
+    percentiles per run only: the middle run is the latency during the switch.
+    Its connections open before the switch and stay open across it. Without a
+    trigger (or when the command never reaches it), one run spans it all."""
+
+    def __init__(self, target: str, command: Command, trigger: str | None) -> None:
+        self.target = target
+        self.command = command
+        self.trigger = trigger
+        self.ended = threading.Event()
+        self.lock = threading.Lock()
+        self.done: list[tuple[str, wrk.WrkResult]] = []
+        self.current: tuple[str, subprocess.Popen[str]] | None = None
+        self.watcher: threading.Thread | None = None
+
+    def _spawn(self, name: str) -> None:
+        process = subprocess.Popen(  # nosec B603: a fixed command line
+            wrk.command(self.target), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.current = (name, process)
+
+    def _finish(self) -> None:
+        if self.current is None:
+            return
+        name, process = self.current
+        process.send_signal(signal.SIGINT)  # wrk stops and prints its report
+        output, _ = process.communicate(timeout=30)
+        self.done.append((name, wrk.parse(output)))
+        self.current = None
+
+    def _cut(self, name: str) -> None:
+        with self.lock:
+            if self.ended.is_set():
+                return
+            self._finish()
+            self._spawn(name)
+
+    def _watch(self) -> None:
+        trigger = self.trigger or ""
+        while trigger not in self.command.task:
+            if self.ended.wait(0.05):
+                return
+        self._cut(SWITCH_SEGMENT)
+        while trigger in self.command.task:
+            if self.ended.wait(0.05):
+                return
+        if not self.ended.wait(SWITCH_WINDOW):
+            self._cut("after the switch")
+
+    def start(self) -> None:
+        self._spawn("before the switch" if self.trigger else "command")
+        if self.trigger:
+            self.watcher = threading.Thread(target=self._watch, daemon=True)
+            self.watcher.start()
+
+    def stop(self) -> list[tuple[str, wrk.WrkResult]]:
+        with self.lock:
+            self.ended.set()
+            self._finish()
+        if self.watcher is not None:
+            self.watcher.join(timeout=60)
+        return self.done
+
+
 def run_under_wrk(
     url: str,
     runner: Runner,
@@ -276,9 +352,11 @@ def run_under_wrk(
     expect: str,
     long: bool = False,
     trigger: str | None = None,
-) -> tuple[Run, wrk.WrkResult, wrk.WrkResult, LongRequest | None]:
-    """A baseline wrk window, then the command under wrk (a run of its own,
-    WRK_LEAD seconds longer at each end) until `expect` serves again (bounded)."""
+    switch: str | None = None,
+) -> tuple[Run, list[tuple[str, wrk.WrkResult]], wrk.WrkResult, LongRequest | None]:
+    """A baseline wrk window, then the command under wrk (segments at the
+    task named with `switch`, WRK_LEAD seconds longer at each end) until
+    `expect` serves again (bounded)."""
     target = f"{url}/version"
     say(f"{INDENT}wrk baseline: {WRK_BASELINE_SECONDS} s")
     baseline = wrk.parse(
@@ -291,17 +369,19 @@ def run_under_wrk(
         ).stdout
     )
     say(f"{INDENT}{baseline.summary()}")
-    load: wrk.KeepAlive
-    with (
-        keepalive_load(target, lead=WRK_LEAD) as load,
-        long_request(url, command, long, trigger) as futures,
-    ):
-        run = runner.run(command)
-        wait_served(url, expect, SETTLE_LIMIT)
-    if load.result is None:
-        raise BenchError(f"wrk printed no report: {load.output[-500:]}")
-    say(f"{INDENT}{load.result.summary()}")
-    return run, load.result, baseline, long_result(futures, run)
+    load = SegmentedWrk(target, command, switch)
+    load.start()
+    try:
+        time.sleep(WRK_LEAD)
+        with long_request(url, command, long, trigger) as futures:
+            run = runner.run(command)
+            wait_served(url, expect, SETTLE_LIMIT)
+        time.sleep(WRK_LEAD)
+    finally:
+        segments = load.stop()
+    for name, result in segments:
+        say(f"{INDENT}{name}: {result.summary()}")
+    return run, segments, baseline, long_result(futures, run)
 
 
 class Bench:
@@ -408,11 +488,12 @@ class Bench:
         trigger = LONG_TRIGGER if upstream else None
         found: Measure
         if shape == WRK:
-            timed, result, baseline, call = run_under_wrk(
-                url, self.runner, command, expect, long, trigger
+            switch = SWITCH_TRIGGER if upstream else None
+            timed, segments, baseline, call = run_under_wrk(
+                url, self.runner, command, expect, long, trigger, switch
             )
             mtime = upstream_mtime(self.host.name) if upstream else None
-            found = measure_wrk(name, label, timed, result, baseline, mtime, verify, call)
+            found = measure_wrk(name, label, timed, segments, baseline, mtime, verify, call)
         else:
             timed, report, call = run_under_load(url, self.runner, command, expect, long, trigger)
             mtime = upstream_mtime(self.host.name) if upstream else None

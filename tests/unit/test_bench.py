@@ -12,6 +12,7 @@ from testbed.bench.measure import (
     Measure,
     Results,
     buckets,
+    combine,
     latency_of,
     measure_wrk,
     overhead,
@@ -209,7 +210,12 @@ BASELINE_TEXT = """Running 5s test @ http://127.0.0.1:8080/version
 
 def test_a_run_under_wrk_counts_socket_errors_and_non_2xx_and_compares_to_the_baseline() -> None:
     found = measure_wrk(
-        "degrade_wrk", "degrade", timed(12.0), parse(WRK_TEXT), parse(BASELINE_TEXT), verify=15
+        "degrade_wrk",
+        "degrade",
+        timed(12.0),
+        [("command", parse(WRK_TEXT))],
+        parse(BASELINE_TEXT),
+        verify=15,
     )
     assert found.failed == 3 + 1 + 2 + 7
     assert found.total == 12000 + 6
@@ -222,6 +228,27 @@ def test_a_run_under_wrk_counts_socket_errors_and_non_2xx_and_compares_to_the_ba
         "bench-v4-degrade-wrk": 5,
         "none": 2,
     }
+
+
+def test_wrk_segments_add_up_and_the_switch_segment_is_during() -> None:
+    segments = [
+        ("before the switch", parse(BASELINE_TEXT)),
+        ("switch", parse(WRK_TEXT)),
+        ("after the switch", parse(BASELINE_TEXT)),
+    ]
+    found = measure_wrk("deploy_wrk", "deploy", timed(20.0), segments, None, verify=5)
+    assert found.total == 6000 + 12006 + 6000 and found.failed == 13
+    assert found.rps == pytest.approx(24000 / 20.0)
+    assert found.during == Latency(12000, 45.0, 120.0, 1200.0)
+    assert found.before is None and found.p99_ratio is None
+    assert found.wrk is not None and list(found.wrk["segments"]) == [name for name, _ in segments]
+    both = combine([parse(WRK_TEXT), parse(WRK_TEXT)])
+    assert (both.requests, both.seconds, both.read_errors, both.timeouts) == (24000, 20.0, 6, 4)
+    assert (both.non_2xx, both.non_2xx_by_release) == (14, {"bench-v4-degrade-wrk": 10, "none": 4})
+    assert (both.p50_ms, both.p99_ms, both.max_ms) == (None, None, 1200.0)
+    # no switch segment (the command never reached it): the last one is during
+    last = measure_wrk("x", "x", timed(1.0), segments[:1], None)
+    assert last.during == Latency(6000, 28.0, 60.0, 90.0)
 
 
 @pytest.mark.parametrize(
