@@ -20,7 +20,7 @@ LOAD_WORKERS = 4
 LOAD_SLOW_MS = 400
 # Seconds of load before a command starts and after it ends; the new-connection
 # load's latency "before" comes from the requests sent in the lead before it.
-LOAD_LEAD = 3.0
+LOAD_LEAD = 5.0
 # Load shapes: every scenario runs once under each, in the same run.
 WRK = "wrk"  # testbed/wrk.py: 64 keep-alive connections (wrk -t2 -c64)
 CONN = "conn"  # testbed/load.py: a new connection per request, 4 clients

@@ -16,6 +16,7 @@ from testbed.playbook import Run, slowest_tasks, task_count
 from testbed.wrk import WrkResult
 
 SWITCH_SEGMENT = "switch"  # the wrk segment that spans the switch
+BEFORE_SEGMENT = "before the switch"  # the wrk segment from the command's start to it
 FAST_PATH = "/version"  # the new-connection load's fast requests (latency is theirs)
 
 
@@ -120,6 +121,16 @@ def split_latency(
     return before, during
 
 
+def before_switch_latency(
+    outcomes: Sequence[Outcome], start: float, switch: float | None, window: float = SWITCH_WINDOW
+) -> Latency | None:
+    """The requests sent while the command ran, up to the window around the
+    switch: the same machine, busy with the same playbook, without the switch."""
+    if switch is None:
+        return None
+    return latency_of(o for o in outcomes if start <= o.start < switch - window)
+
+
 def wrk_latency(result: WrkResult | None) -> Latency | None:
     if result is None:
         return None
@@ -214,6 +225,8 @@ class Measure:
     rps: float = 0.0
     before: Latency | None = None
     during: Latency | None = None
+    # the command's own time before the switch (the playbook running, no switch yet)
+    before_switch: Latency | None = None
     latency: list[tuple[float, float]] = field(default_factory=list)
     long: LongRequest | None = None
     wrk: dict[str, Any] | None = None  # the wrk report spanning the command
@@ -269,7 +282,8 @@ def measure(
     switch_server = server_switch(timed, upstream)
     switch = first_answer(outcomes, new, start)
     moment = switch_server if switch_server is not None else switch
-    before, during = split_latency(outcomes, start, None if moment is None else start + moment)
+    at = None if moment is None else start + moment
+    before, during = split_latency(outcomes, start, at)
     return Measure(
         name=name,
         label=label,
@@ -287,6 +301,7 @@ def measure(
         rps=rate(outcomes),
         before=before,
         during=during,
+        before_switch=before_switch_latency(outcomes, start, at),
         latency=latency_points(outcomes, start),
         long=long,
         **timing(timed),
@@ -334,6 +349,7 @@ def measure_wrk(
     the whole run)."""
     result = combine([r for _, r in segments])
     window = dict(segments).get(SWITCH_SEGMENT)
+    earlier = dict(segments).get(BEFORE_SEGMENT) if window is not None else None
     return Measure(
         name=name,
         label=label,
@@ -350,6 +366,7 @@ def measure_wrk(
         rps=result.rps,
         before=wrk_latency(baseline),
         during=wrk_latency(window if window is not None else segments[-1][1]),
+        before_switch=wrk_latency(earlier),
         long=long,
         wrk={**wrk_dict(result), "segments": {n: wrk_dict(r) for n, r in segments}},
         wrk_before=wrk_dict(baseline) if baseline else None,

@@ -54,6 +54,7 @@ from testbed.bench.config import (
     WRK_LEAD,
 )
 from testbed.bench.measure import (
+    BEFORE_SEGMENT,
     SWITCH_SEGMENT,
     LongRequest,
     Measure,
@@ -331,7 +332,7 @@ class SegmentedWrk:
             self._cut("after the switch")
 
     def start(self) -> None:
-        self._spawn("before the switch" if self.trigger else "command")
+        self._spawn(BEFORE_SEGMENT if self.trigger else "command")
         if self.trigger:
             self.watcher = threading.Thread(target=self._watch, daemon=True)
             self.watcher.start()

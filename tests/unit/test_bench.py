@@ -11,6 +11,7 @@ from testbed.bench.measure import (
     LongRequest,
     Measure,
     Results,
+    before_switch_latency,
     buckets,
     combine,
     latency_of,
@@ -167,6 +168,10 @@ def test_latency_before_is_the_lead_and_during_is_the_window_around_the_switch()
     # no switch seen: during is everything sent from the command's start on
     _, whole = split_latency(lead + command, start=1.0, switch=None)
     assert whole == Latency(61, 130.0, 500.0, 500.0)
+    # the playbook's own time before the switch: sent in [1.0, 4.0), i = 0 .. 9 and the 500 ms
+    earlier = before_switch_latency(lead + command, start=1.0, switch=5.0, window=1.0)
+    assert earlier == Latency(11, 105.0, 500.0, 500.0)
+    assert before_switch_latency(lead + command, start=1.0, switch=None) is None
 
 
 def test_overhead_is_the_wall_time_less_the_watch() -> None:
@@ -241,6 +246,7 @@ def test_wrk_segments_add_up_and_the_switch_segment_is_during() -> None:
     assert found.rps == pytest.approx(24000 / 20.0)
     assert found.during == Latency(12000, 45.0, 120.0, 1200.0)
     assert found.before is None and found.p99_ratio is None
+    assert found.before_switch == Latency(6000, 28.0, 60.0, 90.0)
     assert found.wrk is not None and list(found.wrk["segments"]) == [name for name, _ in segments]
     both = combine([parse(WRK_TEXT), parse(WRK_TEXT)])
     assert (both.requests, both.seconds, both.read_errors, both.timeouts) == (24000, 20.0, 6, 4)
@@ -248,7 +254,7 @@ def test_wrk_segments_add_up_and_the_switch_segment_is_during() -> None:
     assert (both.p50_ms, both.p99_ms, both.max_ms) == (None, None, 1200.0)
     # no switch segment (the command never reached it): the last one is during
     last = measure_wrk("x", "x", timed(1.0), segments[:1], None)
-    assert last.during == Latency(6000, 28.0, 60.0, 90.0)
+    assert last.during == Latency(6000, 28.0, 60.0, 90.0) and last.before_switch is None
 
 
 @pytest.mark.parametrize(
@@ -382,10 +388,13 @@ def test_p99_goal_per_load_shape() -> None:
     results.measures = all_runs()
     results.measures["rollback_wrk"].during = Latency(50, 5.0, 20.1, 30.0)
     results.measures["deploy_conn"].before = None
+    results.measures["rollback_conn"].before_switch = Latency(40, 5.0, 31.0, 40.0)
     p99 = [g for g in goals(results) if g.text.startswith("p99")]
     assert [g.met for g in p99] == [False, None]
     assert "(wrk:" in p99[0].text and "(new connections:" in p99[1].text
-    assert p99[1].figure == "deploy n/a, rollback 15 vs 10 ms = 1.50x"
+    assert p99[1].figure == (
+        "deploy n/a, rollback 15 vs 10 ms = 1.50x (playbook before the switch: 31 ms)"
+    )
 
 
 def test_failed_requests_count_degrading_release_out_and_naive_in() -> None:
