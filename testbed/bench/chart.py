@@ -1,6 +1,7 @@
 """make bench's chart (bench.png): requests per second by the version that
-answered, during one deploy, ours beside the naive method. matplotlib comes
-from requirements-bench.txt (make bench installs it)."""
+answered, and the latency of each request over time, during one deploy under
+the new-connection load, ours beside the naive method. matplotlib comes from
+requirements-bench.txt (make bench installs it)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from testbed.bench.config import BUCKET
 from testbed.bench.measure import Measure, Results
 
 CHART_RUNS = (
-    ("deploy_cold", "ours: ansible-playbook deploy.yml"),
-    ("naive_cold", "naive: docker compose down && up -d"),
+    ("deploy_conn", "ours: ansible-playbook deploy.yml"),
+    ("naive_conn", "naive: docker compose down && up -d"),
 )
 COLORS = ("#4c72b0", "#55a868", "#8172b2", "#ccb974")
 FAILED_COLOR = "#c44e52"
@@ -75,6 +76,30 @@ def draw_run(ax: Any, run: Measure, title: str, ceiling: float) -> None:
     ax.legend(loc="upper left", fontsize=8)
 
 
+def draw_latency(ax: Any, run: Measure) -> None:
+    """Each fast request's latency by when it was sent; the command and the
+    switch marked, the p99 before and during the switch as lines."""
+    if run.latency:
+        sent, ms = zip(*run.latency, strict=True)
+        ax.scatter(sent, ms, s=4, color=COLORS[0], label="one /version request")
+    ax.axvspan(0, run.wall, color="0.88", zorder=0, label="the command runs")
+    if run.moment is not None:
+        ax.axvline(run.moment, color="black", linestyle="--", linewidth=1, label="the switch")
+    for latency, style, name in ((run.before, ":", "before"), (run.during, "-.", "during")):
+        if latency is not None:
+            ax.axhline(
+                latency.p99_ms,
+                color=FAILED_COLOR,
+                linestyle=style,
+                linewidth=1,
+                label=f"p99 {name}: {latency.p99_ms:.0f} ms",
+            )
+    ax.set_yscale("log")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_xlabel("seconds since the deploy started (request sent)")
+    ax.legend(loc="upper left", fontsize=8)
+
+
 def chart(results: Results, path: Path) -> None:
     """Requests per second by version served, ours beside the naive method,
     during a deploy of a new release (image not on the host)."""
@@ -85,14 +110,18 @@ def chart(results: Results, path: Path) -> None:
 
     runs = [(results.measures.get(name), title) for name, title in CHART_RUNS]
     ceiling = chart_ceiling(run for run, _ in runs if run is not None)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    for ax, (run, title) in zip(axes, runs, strict=True):
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), sharex="col")
+    for column, (run, title) in enumerate(runs):
         if run is None:
-            ax.set_title(f"{title}: not measured")
-        else:
-            draw_run(ax, run, title, ceiling)
-    axes[0].set_ylabel("requests per second")
-    fig.suptitle("A deploy of a new release under load, one host (make bench)")
+            axes[0][column].set_title(f"{title}: not measured")
+            continue
+        draw_run(axes[0][column], run, title, ceiling)
+        draw_latency(axes[1][column], run)
+    axes[0][0].set_ylabel("requests per second")
+    fig.suptitle(
+        "A deploy under load, a new connection per request, image on the host, one host"
+        " (make bench)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -18,24 +18,57 @@ NAIVE_DIR = "naive"  # in the deploy user's home on the server
 UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
 LOAD_WORKERS = 4
 LOAD_SLOW_MS = 400
-LOAD_LEAD = 1.5  # seconds of load before a command starts and after it ends
+# Seconds of load before a command starts and after it ends; the new-connection
+# load's latency "before" comes from the requests sent in the lead before it.
+LOAD_LEAD = 5.0
+# Load shapes: every scenario runs once under each, in the same run.
+WRK = "wrk"  # testbed/wrk.py: 64 keep-alive connections (wrk -t2 -c64)
+CONN = "conn"  # testbed/load.py: a new connection per request, 4 clients
+SHAPES = (WRK, CONN)
+SHAPE_LABELS = {
+    WRK: "wrk, 64 keep-alive connections",
+    CONN: f"new connection per request, {LOAD_WORKERS} clients",
+}
+# wrk's latency "before": a wrk window of this length right before the command
+# (wrk reports percentiles over a whole run only).
+WRK_BASELINE_SECONDS = 5
+WRK_LEAD = 1.0  # seconds of wrk before a command starts and after it ends
+# Latency "during" the switch. New-connection load: the requests sent within
+# SWITCH_WINDOW seconds either side of it. wrk: a wrk run of its own from the
+# start of the playbook's task named with SWITCH_TRIGGER (edge_proxy's switch)
+# until SWITCH_WINDOW seconds after it ends.
+SWITCH_WINDOW = 1.0
+SWITCH_TRIGGER = "Point the front address"
+# One long request in the run below (a deploy: the old release it is in flight
+# on would be stopped after the switch and the watch); it must come back with
+# 200. It is sent when the playbook reaches a task whose name holds LONG_TRIGGER
+# (the health gate, the step right before the switch: on a busy machine the
+# switch may come later than the request's length after the start); the naive
+# method's, LONG_LEAD seconds before its command starts.
+LONG_MS = 20_000
+LONG_TRIGGER = "Health gate"
+LONG_LEAD = 1.0
+LONG_RUN = "deploy_cold"
+LONG_NAIVE_RUN = "naive_cold"  # the same request through the naive method, for contrast
 SETTLE_LIMIT = 20.0  # seconds to wait after a command for the expected version
 BUCKET = 0.5  # seconds a bar of the chart covers
 
-# Goals on this machine (issue 7), one host, image already in the registry.
-GOAL_DEPLOY = 15.0
-GOAL_ROLLBACK = 8.0
+# Goals (issue 17), one host, the image already on it, app_verify_seconds 5.
+# Overhead: a run's wall time minus app_verify_seconds.
+GOAL_DEPLOY_OVERHEAD = 6.0
+GOAL_ROLLBACK_OVERHEAD = 3.0
+GOAL_P99_RATIO = 2.0  # p99 latency during our switch / p99 before it
 GOAL_RECOVERY = 5.0
-GOAL_FLEET_RATIO = 1.5
+GOAL_FLEET_RATIO = 1.3
 
 # name -> (version, mode, extra env) of the sample releases the bench uses
 RELEASES: dict[str, tuple[str, str, dict[str, str] | None]] = {
     "v1": ("bench-v1", "ok", None),
-    "v2": ("bench-v2", "ok", None),
-    "v3": ("bench-v3", "ok", None),
-    "degrade": ("bench-v4-degrade", "degrade", DEGRADE_ENV),
-    "naive-v2": ("bench-v2-naive", "ok", None),
-    "naive-v3": ("bench-v3-naive", "ok", None),
+    "cold": ("bench-v2-cold", "ok", None),
+    **{f"deploy-{s}": (f"bench-v3-{s}", "ok", None) for s in SHAPES},
+    **{f"degrade-{s}": (f"bench-v4-degrade-{s}", "degrade", DEGRADE_ENV) for s in SHAPES},
+    "naive-cold": ("bench-v2-naive", "ok", None),
+    **{f"naive-{s}": (f"bench-v3-naive-{s}", "ok", None) for s in SHAPES},
     **{f"fleet-{n}": (f"bench-fleet-{n}", "ok", None) for n in FLEET_SIZES},
 }
 # Settings recorded with the figures (what made the playbooks fast or slow).

@@ -1,16 +1,23 @@
-"""The figures of one timed command under load (pure: from its outcomes)."""
+"""The figures of one timed command under load (pure: from its outcomes, or
+from wrk's reports)."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from testbed.bench.config import BUCKET
+from testbed.bench.config import BUCKET, CONN, SWITCH_WINDOW, WRK
 from testbed.console import rel
 from testbed.load import Outcome, Report, first_answer, recovery_seconds, unavailable_seconds
 from testbed.playbook import Run, slowest_tasks, task_count
+from testbed.wrk import WrkResult
+
+SWITCH_SEGMENT = "switch"  # the wrk segment that spans the switch
+BEFORE_SEGMENT = "before the switch"  # the wrk segment from the command's start to it
+FAST_PATH = "/version"  # the new-connection load's fast requests (latency is theirs)
 
 
 @dataclass(frozen=True)
@@ -53,9 +60,149 @@ def ratio(ours: float | None, naive: float | None) -> float | None:
     return ours / naive
 
 
+def overhead(wall: float, verify: float | None) -> float | None:
+    """A playbook's wall time minus its public watch (app_verify_seconds): the
+    time the deploy or rollback itself costs. None for a run without a watch."""
+    return None if verify is None else wall - verify
+
+
+# ------------------------------------------------------------------ latency
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Percentiles of a set of requests, in milliseconds."""
+
+    count: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def text(self) -> str:
+        return f"{self.p50_ms:.0f} / {self.p99_ms:.0f} / {self.max_ms:.0f}"
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The nearest-rank percentile (a value of the set, as wrk reports): the
+    smallest value with at least pct % of the values at or below it."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_of(outcomes: Iterable[Outcome]) -> Latency | None:
+    """Latency of the answered fast requests among outcomes (a request with no
+    HTTP answer has no latency, as in wrk; slow ones sleep on purpose)."""
+    values = [(o.end - o.start) * 1000 for o in outcomes if o.status and o.path == FAST_PATH]
+    if not values:
+        return None
+    return Latency(
+        len(values),
+        round(percentile(values, 50), 3),
+        round(percentile(values, 99), 3),
+        round(max(values), 3),
+    )
+
+
+def split_latency(
+    outcomes: Sequence[Outcome], start: float, switch: float | None, window: float = SWITCH_WINDOW
+) -> tuple[Latency | None, Latency | None]:
+    """(before, during) on the load's clock: before is the requests sent before
+    the command started (the load's lead); during, those sent within `window`
+    seconds either side of the switch (or, with no switch seen, while the
+    command ran, from `start` on)."""
+    before = latency_of(o for o in outcomes if o.start < start)
+    if switch is None:
+        during = latency_of(o for o in outcomes if o.start >= start)
+    else:
+        during = latency_of(o for o in outcomes if switch - window <= o.start < switch + window)
+    return before, during
+
+
+def before_switch_latency(
+    outcomes: Sequence[Outcome], start: float, switch: float | None, window: float = SWITCH_WINDOW
+) -> Latency | None:
+    """The requests sent while the command ran, up to the window around the
+    switch: the same machine, busy with the same playbook, without the switch."""
+    if switch is None:
+        return None
+    return latency_of(o for o in outcomes if start <= o.start < switch - window)
+
+
+def wrk_latency(result: WrkResult | None) -> Latency | None:
+    if result is None:
+        return None
+    p50, p99, top = result.p50_ms, result.p99_ms, result.max_ms
+    if p50 is None or p99 is None or top is None:
+        return None
+    return Latency(result.requests, p50, p99, top)
+
+
+def p99_ratio(before: Latency | None, during: Latency | None) -> float | None:
+    if before is None or during is None or before.p99_ms == 0:
+        return None
+    return during.p99_ms / before.p99_ms
+
+
+def rate(outcomes: Sequence[Outcome]) -> float:
+    """Requests per second over the load: every request from the first sent
+    to the last answered."""
+    if not outcomes:
+        return 0.0
+    span = max(o.end for o in outcomes) - min(o.start for o in outcomes)
+    return len(outcomes) / span if span > 0 else 0.0
+
+
+def latency_points(outcomes: Iterable[Outcome], origin: float) -> list[tuple[float, float]]:
+    """(sent, latency ms) of every answered fast request, sent relative to origin."""
+    return [
+        (round(o.start - origin, 3), round((o.end - o.start) * 1000, 3))
+        for o in outcomes
+        if o.status and o.path == FAST_PATH
+    ]
+
+
+# ------------------------------------------------------------- the long request
+
+
+@dataclass(frozen=True)
+class LongRequest:
+    """The one long request sent just before a command: it must come back 200."""
+
+    path: str
+    sent: float  # seconds since the command started (negative: before it)
+    seconds: float  # until its answer or its error
+    status: int  # 0: no HTTP answer
+    version: str  # the release that answered it
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    def spans(self, moment: float | None) -> bool:
+        """In flight at `moment` (seconds since the command started)."""
+        return moment is not None and self.sent < moment < self.sent + self.seconds
+
+    def text(self, switch: float | None) -> str:
+        answer = f"HTTP {self.status}" if self.status else f"no answer ({self.error})"
+        by = f" from {self.version}" if self.version else ""
+        across = (
+            f", in flight across the switch at {switch:.1f} s"
+            if self.spans(switch)
+            else ", NOT in flight at the switch"
+        )
+        return f"{answer}{by} after {self.seconds:.1f} s (sent at {self.sent:.1f} s{across})"
+
+
+# -------------------------------------------------------------------- measure
+
+
 @dataclass
 class Measure:
-    """One timed command under load, and what the load saw."""
+    """One timed command under one load shape, and what the load saw."""
 
     name: str
     label: str
@@ -66,13 +213,55 @@ class Measure:
     recovery: float | None
     failed: int
     total: int
-    unavailable: float
+    unavailable: float | None  # None: the load shape cannot tell (wrk)
     versions: dict[str, int]
     command_window: tuple[float, float]  # in the load's clock
     slowest: list[tuple[str, float]] = field(default_factory=list)
     tasks: int = 0
     log: str = ""
     series: list[Bucket] = field(default_factory=list)
+    shape: str = CONN
+    verify: float | None = None  # app_verify_seconds of the run (None: no watch)
+    rps: float = 0.0
+    before: Latency | None = None
+    during: Latency | None = None
+    # the command's own time before the switch (the playbook running, no switch yet)
+    before_switch: Latency | None = None
+    latency: list[tuple[float, float]] = field(default_factory=list)
+    long: LongRequest | None = None
+    wrk: dict[str, Any] | None = None  # the wrk report spanning the command
+    wrk_before: dict[str, Any] | None = None  # the baseline wrk window
+
+    @property
+    def overhead(self) -> float | None:
+        return overhead(self.wall, self.verify)
+
+    @property
+    def p99_ratio(self) -> float | None:
+        return p99_ratio(self.before, self.during)
+
+    @property
+    def moment(self) -> float | None:
+        """The switch, since the command started: the server's, else the load's."""
+        return self.switch_server if self.switch_server is not None else self.switch
+
+
+def server_switch(timed: Run, upstream: float | None) -> float | None:
+    """When the switch file was written, since the command started (None:
+    not during the command)."""
+    if upstream is not None and upstream >= timed.started_wall:
+        return upstream - timed.started_wall
+    return None
+
+
+def timing(timed: Run) -> dict[str, Any]:
+    return {
+        "rc": timed.rc,
+        "wall": timed.seconds,
+        "slowest": slowest_tasks(timed.output),
+        "tasks": task_count(timed.output),
+        "log": rel(timed.log) if timed.log else "",
+    }
 
 
 def measure(
@@ -84,18 +273,21 @@ def measure(
     new: str,
     old: str,
     upstream: float | None = None,
+    verify: float | None = None,
+    long: LongRequest | None = None,
 ) -> Measure:
+    """A command under the new-connection load (testbed/load.py)."""
     start = timed.started - t0
     outcomes = report.outcomes
-    switch_server = None
-    if upstream is not None and upstream >= timed.started_wall:
-        switch_server = upstream - timed.started_wall
+    switch_server = server_switch(timed, upstream)
+    switch = first_answer(outcomes, new, start)
+    moment = switch_server if switch_server is not None else switch
+    at = None if moment is None else start + moment
+    before, during = split_latency(outcomes, start, at)
     return Measure(
         name=name,
         label=label,
-        rc=timed.rc,
-        wall=timed.seconds,
-        switch=first_answer(outcomes, new, start),
+        switch=switch,
         switch_server=switch_server,
         recovery=recovery_seconds(outcomes, old),
         failed=len(report.failed),
@@ -103,11 +295,102 @@ def measure(
         unavailable=unavailable_seconds(outcomes),
         versions=dict(report.versions),
         command_window=(start, start + timed.seconds),
-        slowest=slowest_tasks(timed.output),
-        tasks=task_count(timed.output),
-        log=rel(timed.log) if timed.log else "",
         series=buckets(outcomes, start),
+        shape=CONN,
+        verify=verify,
+        rps=rate(outcomes),
+        before=before,
+        during=during,
+        before_switch=before_switch_latency(outcomes, start, at),
+        latency=latency_points(outcomes, start),
+        long=long,
+        **timing(timed),
     )
+
+
+def combine(results: Sequence[WrkResult]) -> WrkResult:
+    """wrk runs one after another as one: counts added up, the longest latency
+    kept; percentiles do not add up (None)."""
+    by_release: Counter[str] = Counter()
+    for result in results:
+        by_release.update(result.non_2xx_by_release)
+    tops = [r.max_ms for r in results if r.max_ms is not None]
+    return WrkResult(
+        requests=sum(r.requests for r in results),
+        seconds=round(sum(r.seconds for r in results), 3),
+        connect_errors=sum(r.connect_errors for r in results),
+        read_errors=sum(r.read_errors for r in results),
+        write_errors=sum(r.write_errors for r in results),
+        timeouts=sum(r.timeouts for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        max_ms=max(tops) if tops else None,
+        non_2xx_by_release=dict(by_release),
+    )
+
+
+def wrk_failed(result: WrkResult, ignore: Sequence[str] = ()) -> int:
+    """Socket errors and non-2xx answers, but those from the releases in `ignore`."""
+    return result.socket_errors + result.non_2xx_except(*ignore)
+
+
+def measure_wrk(
+    name: str,
+    label: str,
+    timed: Run,
+    segments: Sequence[tuple[str, WrkResult]],
+    baseline: WrkResult | None,
+    upstream: float | None = None,
+    verify: float | None = None,
+    long: LongRequest | None = None,
+) -> Measure:
+    """A command under wrk's keep-alive load, run in segments one after another
+    (before the switch, the switch, after it; one segment when no switch was
+    seen): before is the baseline window, during the switch's segment (else
+    the whole run)."""
+    result = combine([r for _, r in segments])
+    window = dict(segments).get(SWITCH_SEGMENT)
+    earlier = dict(segments).get(BEFORE_SEGMENT) if window is not None else None
+    return Measure(
+        name=name,
+        label=label,
+        switch=None,
+        switch_server=server_switch(timed, upstream),
+        recovery=None,
+        failed=wrk_failed(result),
+        total=result.requests + result.socket_errors,
+        unavailable=None,
+        versions={},
+        command_window=(0.0, timed.seconds),
+        shape=WRK,
+        verify=verify,
+        rps=result.rps,
+        before=wrk_latency(baseline),
+        during=wrk_latency(window if window is not None else segments[-1][1]),
+        before_switch=wrk_latency(earlier),
+        long=long,
+        wrk={**wrk_dict(result), "segments": {n: wrk_dict(r) for n, r in segments}},
+        wrk_before=wrk_dict(baseline) if baseline else None,
+        **timing(timed),
+    )
+
+
+def wrk_dict(result: WrkResult) -> dict[str, Any]:
+    return {
+        "requests": result.requests,
+        "seconds": result.seconds,
+        "rps": round(result.rps, 1),
+        "socket_errors": {
+            "connect": result.connect_errors,
+            "read": result.read_errors,
+            "write": result.write_errors,
+            "timeout": result.timeouts,
+        },
+        "non_2xx": result.non_2xx,
+        "non_2xx_by_release": result.non_2xx_by_release,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "max_ms": result.max_ms,
+    }
 
 
 @dataclass

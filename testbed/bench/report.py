@@ -10,20 +10,51 @@ from typing import Any
 
 from testbed.bench.config import (
     BUCKET,
+    CONN,
     DEGRADE_VERIFY_SECONDS,
     FLEET_SIZES,
-    GOAL_DEPLOY,
+    GOAL_DEPLOY_OVERHEAD,
     GOAL_FLEET_RATIO,
+    GOAL_P99_RATIO,
     GOAL_RECOVERY,
-    GOAL_ROLLBACK,
+    GOAL_ROLLBACK_OVERHEAD,
+    LOAD_LEAD,
     LOAD_SLOW_MS,
     LOAD_WORKERS,
+    LONG_MS,
+    LONG_NAIVE_RUN,
+    LONG_RUN,
     RELEASES,
+    SHAPE_LABELS,
+    SHAPES,
+    SWITCH_WINDOW,
     VERIFY_SECONDS,
+    WRK,
+    WRK_BASELINE_SECONDS,
 )
-from testbed.bench.measure import Measure, Results, ratio
+from testbed.bench.measure import Latency, Measure, Results, ratio
 from testbed.console import duration, rel, secs
 from testbed.playbook import Run, slowest_tasks, task_count
+from testbed.wrk import CONNECTIONS, THREADS
+
+# The scenarios: (name, label); each runs once per load shape as NAME_SHAPE.
+SCENARIOS = (
+    ("deploy", "ours: deploy, image on the host"),
+    ("rollback", "ours: rollback to the previous release"),
+    ("degrade", "ours: release that degrades after the switch (automatic rollback)"),
+    ("naive", "naive: down && up -d, image on the host"),
+)
+# Runs under the new-connection load only: a new image (not on the host).
+COLD = (
+    ("deploy_cold", "ours: deploy, image not on the host"),
+    ("naive_cold", "naive: down && up -d, image not on the host"),
+)
+# Ours, judged by the failed-requests goal (the degrading release fails some by design).
+OURS_CLEAN = ("deploy", "rollback")
+
+
+def run_name(scenario: str, shape: str) -> str:
+    return f"{scenario}_{shape}"
 
 
 def times(value: float | None) -> str:
@@ -43,6 +74,15 @@ class Goal:
     met: bool | None  # None: could not be measured
 
 
+def all_met(checks: Sequence[bool | None]) -> bool | None:
+    """False if any check failed, else None if any could not be measured, else True."""
+    if any(check is False for check in checks):
+        return False
+    if not checks or any(check is None for check in checks):
+        return None
+    return True
+
+
 def fleet_ratio(results: Results) -> float | None:
     one, five = results.fleet.get(1), results.fleet.get(max(FLEET_SIZES))
     if one is None or five is None or one.rc or five.rc:
@@ -50,35 +90,124 @@ def fleet_ratio(results: Results) -> float | None:
     return five.seconds / one.seconds
 
 
+def overhead_goal(m: dict[str, Measure], scenario: str, limit: float, text: str) -> Goal:
+    """The scenario's overhead under every load shape, each within limit."""
+    figures: list[str] = []
+    checks: list[bool | None] = []
+    for shape in SHAPES:
+        run = m.get(run_name(scenario, shape))
+        cost = None if run is None else run.overhead
+        if run is None or cost is None:
+            figures.append(f"{shape} n/a")
+            checks.append(None)
+            continue
+        note = "" if run.rc == 0 else f" (exit {run.rc})"
+        figures.append(f"{shape} {cost:.1f} s{note}")
+        checks.append(run.rc == 0 and cost <= limit)
+    return Goal(text, ", ".join(figures), all_met(checks))
+
+
+def failed_goal(m: dict[str, Measure]) -> Goal:
+    """0 failed requests in our deploys and rollbacks under each load shape,
+    beside the naive method's count in the same run."""
+    parts: list[str] = []
+    naive_parts: list[str] = []
+    checks: list[bool | None] = []
+    for shape in SHAPES:
+        ours = [m[n] for n in ours_clean_runs(shape) if n in m]
+        if not ours:
+            parts.append(f"{shape} n/a")
+            checks.append(None)
+        else:
+            failed, total = sum(x.failed for x in ours), sum(x.total for x in ours)
+            parts.append(f"{shape} {failed} of {total}")
+            checks.append(failed == 0)
+        naive = [m[n] for n in naive_runs(shape) if n in m]
+        n_failed, n_total = sum(x.failed for x in naive), sum(x.total for x in naive)
+        naive_parts.append(f"{shape} {n_failed} of {n_total}" if naive else f"{shape} n/a")
+    figure = f"ours {', '.join(parts)}; naive {', '.join(naive_parts)}"
+    return Goal(
+        "0 failed requests for ours (deploys + rollback), both load shapes, vs the naive method",
+        figure,
+        all_met(checks),
+    )
+
+
+def ours_clean_runs(shape: str) -> list[str]:
+    names = [run_name(s, shape) for s in OURS_CLEAN]
+    return names + (["deploy_cold"] if shape == CONN else [])
+
+
+def naive_runs(shape: str) -> list[str]:
+    return [run_name("naive", shape)] + (["naive_cold"] if shape == CONN else [])
+
+
+def long_goal(m: dict[str, Measure]) -> Goal:
+    text = (
+        f"the {LONG_MS / 1000:.0f} s request, in flight on the old release at the switch, "
+        "completes with 200"
+    )
+    run = m.get(LONG_RUN)
+    if run is None or run.long is None:
+        return Goal(text, "n/a", None)
+    figure = f"{run.label}: {run.long.text(run.moment)}"
+    if not run.long.spans(run.moment):
+        return Goal(text, figure, None if run.long.ok else False)
+    return Goal(text, figure, run.long.ok)
+
+
+def p99_goal(m: dict[str, Measure], shape: str, how: str) -> Goal:
+    """p99 latency during our switch at most GOAL_P99_RATIO x the p99 before,
+    for our deploy and rollback under one load shape."""
+    figures: list[str] = []
+    checks: list[bool | None] = []
+    for scenario in OURS_CLEAN:
+        run = m.get(run_name(scenario, shape))
+        found = None if run is None else run.p99_ratio
+        if run is None or found is None or run.before is None or run.during is None:
+            figures.append(f"{scenario} n/a")
+            checks.append(None)
+            continue
+        figure = f"{scenario} {run.during.p99_ms:.0f} vs {run.before.p99_ms:.0f} ms = {found:.2f}x"
+        if run.before_switch is not None:
+            figure += f" (playbook before the switch: {run.before_switch.p99_ms:.0f} ms)"
+        figures.append(figure)
+        checks.append(found <= GOAL_P99_RATIO)
+    return Goal(
+        f"p99 latency during our switch at most {GOAL_P99_RATIO:g}x p99 before ({how})",
+        ", ".join(figures),
+        all_met(checks),
+    )
+
+
 def goals(results: Results) -> list[Goal]:
     m = results.measures
-    found: list[Goal] = []
-
-    def wall(name: str, limit: float, text: str) -> None:
-        run = m.get(name)
-        ok = run is not None and run.rc == 0
-        figure = f"{run.wall:.1f} s" + ("" if ok else f" (exit {run.rc})") if run else "n/a"
-        found.append(Goal(text, figure, ok and run is not None and run.wall <= limit))
-
-    wall("deploy_warm", GOAL_DEPLOY, f"deploy within {GOAL_DEPLOY:.0f} s incl. 5 s verification")
-    wall("rollback", GOAL_ROLLBACK, f"rollback within {GOAL_ROLLBACK:.0f} s")
-    rec = m["degrade"].recovery if "degrade" in m else None
+    found = [
+        overhead_goal(
+            m,
+            "rollback",
+            GOAL_ROLLBACK_OVERHEAD,
+            f"rollback overhead (wall - {VERIFY_SECONDS} s watch) at most "
+            f"{GOAL_ROLLBACK_OVERHEAD:g} s",
+        ),
+        overhead_goal(
+            m,
+            "deploy",
+            GOAL_DEPLOY_OVERHEAD,
+            f"deploy overhead (wall - {VERIFY_SECONDS} s watch) at most {GOAL_DEPLOY_OVERHEAD:g} s",
+        ),
+        failed_goal(m),
+        long_goal(m),
+        p99_goal(m, WRK, "wrk: a window before the command vs the switch's segment"),
+        p99_goal(m, CONN, f"new connections: the lead vs +-{SWITCH_WINDOW:g} s of the switch"),
+    ]
+    degrade = m.get(run_name("degrade", CONN))
+    rec = degrade.recovery if degrade else None
     found.append(
         Goal(
-            f"recovery within {GOAL_RECOVERY:.0f} s",
+            f"recovery from the degrading release within {GOAL_RECOVERY:.0f} s",
             secs(rec),
             None if rec is None else rec <= GOAL_RECOVERY,
-        )
-    )
-    ours = [m[n] for n in ("deploy_cold", "deploy_warm", "rollback") if n in m]
-    naive = [m[n] for n in ("naive_cold", "naive_warm") if n in m]
-    failed, total = sum(x.failed for x in ours), sum(x.total for x in ours)
-    n_failed, n_total = sum(x.failed for x in naive), sum(x.total for x in naive)
-    found.append(
-        Goal(
-            "0 failed requests (deploys + rollback) vs the naive method",
-            f"{failed} of {total} vs naive {n_failed} of {n_total}",
-            None if not ours else failed == 0,
         )
     )
     fr = fleet_ratio(results)
@@ -88,7 +217,7 @@ def goals(results: Results) -> list[Goal]:
     )
     found.append(
         Goal(
-            f"5 hosts within {GOAL_FLEET_RATIO} x the 1-host time",
+            f"{max(FLEET_SIZES)} hosts within {GOAL_FLEET_RATIO:g}x the 1-host time",
             figure,
             None if fr is None else fr <= GOAL_FLEET_RATIO,
         )
@@ -100,79 +229,135 @@ def verdict(met: bool | None) -> str:
     return {True: "met", False: "NOT met", None: "not measured"}[met]
 
 
-def run_row(run: Measure | None, label: str) -> list[str]:
+def latency_cell(value: Latency | None) -> str:
+    return "n/a" if value is None else value.text()
+
+
+def run_row(run: Measure | None, label: str, shape: str) -> list[str]:
     if run is None:
-        return [label, "n/a", "n/a", "n/a", "n/a", "n/a"]
+        return [label, shape, *["n/a"] * 9]
     exit_note = "" if run.rc == 0 else f" (exit {run.rc})"
+    cost = run.overhead
     return [
         label,
+        shape,
         f"{run.wall:.1f} s{exit_note}",
-        secs(run.switch),
-        secs(run.switch_server),
+        "" if cost is None else f"{cost:.1f} s",
+        secs(run.switch_server if run.switch_server is not None else run.switch),
         f"{run.failed} / {run.total}",
+        f"{run.rps:.0f}",
+        latency_cell(run.before),
+        latency_cell(run.before_switch),
+        latency_cell(run.during),
         secs(run.unavailable),
-    ]
-
-
-def ratio_row(ours: Measure | None, naive: Measure | None, label: str) -> list[str]:
-    if ours is None or naive is None:
-        return [label, "n/a", "n/a", "", "n/a", "n/a"]
-    return [
-        label,
-        times(ratio(ours.wall, naive.wall)),
-        times(ratio(ours.switch, naive.switch)),
-        "",
-        times(ratio(ours.failed, naive.failed)),
-        times(ratio(ours.unavailable, naive.unavailable)),
     ]
 
 
 def time_line(run: Measure) -> str:
     slowest = "; ".join(f"{name.split(' : ')[-1]} {sec:.1f} s" for name, sec in run.slowest[:3])
     each = run.wall / run.tasks
-    return f"- {run.label}: {run.tasks} task results, {each:.2f} s each on average; {slowest}"
+    return (
+        f"- {run.label} ({run.shape}): {run.tasks} task results, {each:.2f} s each on average; "
+        f"{slowest}"
+    )
+
+
+def wrk_line(run: Measure) -> str | None:
+    if run.wrk is None:
+        return None
+    errors = run.wrk["socket_errors"]
+    by_release = ", ".join(f"{r} {n}" for r, n in sorted(run.wrk["non_2xx_by_release"].items()))
+    return (
+        f"- {run.label}: {run.wrk['requests']} requests in {run.wrk['seconds']:.1f} s; "
+        f"socket errors: connect {errors['connect']}, read {errors['read']}, "
+        f"write {errors['write']}, timeout {errors['timeout']}; "
+        f"non-2xx: {run.wrk['non_2xx']}"
+        + (f" ({by_release})" if by_release else "")
+        + "".join(
+            f"; {name}: {part['requests']} in {part['seconds']:.1f} s, p99 {part['p99_ms']} ms"
+            for name, part in run.wrk.get("segments", {}).items()
+        )
+    )
+
+
+def rows(m: dict[str, Measure]) -> list[list[str]]:
+    found = [
+        run_row(m.get(run_name(scenario, shape)), label, shape)
+        for scenario, label in SCENARIOS
+        for shape in SHAPES
+    ]
+    found += [run_row(m.get(name), label, CONN) for name, label in COLD]
+    return found
 
 
 def table(results: Results) -> list[str]:
     m = results.measures
     lines = [f"## make bench, {results.started} (total {duration(results.wall)})", ""]
     lines.append(
-        "One host (melk-bench-1), load through its edge proxy: "
-        f"{LOAD_WORKERS} clients, one request in four /slow?ms={LOAD_SLOW_MS}; "
-        f"app_verify_seconds={VERIFY_SECONDS}. Machine: {os.cpu_count()} cores, load average "
+        "One host (melk-bench-1), load through its edge proxy (the naive method: its "
+        f"published port), each scenario under two load shapes in the same run: "
+        f"**{WRK}**, wrk -t{THREADS} -c{CONNECTIONS} (keep-alive connections, /version); "
+        f"**{CONN}**, a new connection per request ({LOAD_WORKERS} clients, one request "
+        f"in four /slow?ms={LOAD_SLOW_MS}). app_verify_seconds={VERIFY_SECONDS} "
+        f"({DEGRADE_VERIFY_SECONDS} for the degrading release); image on the host unless "
+        f"said. Machine: {os.cpu_count()} cores, load average "
         + " -> ".join(f"{x:.1f}" for x in results.load_average)
         + " (start -> end)."
     )
     lines.append("")
     head = [
         "run",
+        "load",
         "wall time",
-        "start -> switch (load)",
-        "(server)",
-        "failed / total",
+        "overhead",
+        "start -> switch",
+        "failed / requests",
+        "req/s",
+        "latency before, p50 / p99 / max ms",
+        "before the switch",
+        "during",
         "no service",
     ]
-    rows = [
-        run_row(m.get("deploy_cold"), "ours: deploy, image not on the host"),
-        run_row(m.get("naive_cold"), "naive: down && up -d, image not on the host"),
-        ratio_row(m.get("deploy_cold"), m.get("naive_cold"), "ratio ours / naive"),
-        run_row(m.get("deploy_warm"), "ours: deploy, image already on the host"),
-        run_row(m.get("naive_warm"), "naive: down && up -d, image already on the host"),
-        ratio_row(m.get("deploy_warm"), m.get("naive_warm"), "ratio ours / naive"),
-        run_row(m.get("rollback"), "ours: rollback to the previous release"),
-        run_row(m.get("degrade"), "ours: release that degrades after the switch"),
-    ]
-    lines += markdown_table(head, rows)
-    rec = m["degrade"].recovery if "degrade" in m else None
+    lines += markdown_table(head, rows(m))
     lines += [
         "",
-        "For the degrading release, (server) is when the proxy was switched back.",
+        "Overhead: wall time minus app_verify_seconds. Start -> switch: to when the "
+        "switch file was written on the server (for the degrading release: switched "
+        "back), else the first answer by the new release. Failed: for "
+        f"{WRK}, socket errors + non-2xx answers; for {CONN}, requests without a 2xx "
+        "answer. Latency: "
+        f"for {WRK}, *before* is a {WRK_BASELINE_SECONDS} s wrk run right before the "
+        "command; wrk runs through the command in segments (it reports percentiles per "
+        "run only), and *during* is the segment from the start of the switch task to "
+        f"{SWITCH_WINDOW:g} s after it (its connections open before the switch and stay "
+        f"open across it; the whole run when no switch task was seen); for {CONN}, from "
+        "each fast request's own timing (/version, "
+        f"sent on a new connection): *before*, those sent in the {LOAD_LEAD:g} s before "
+        f"the command; *during*, those sent within {SWITCH_WINDOW:g} s either side of "
+        "the switch. *Before the switch*: the command's own time up to the switch (the "
+        f"playbook running; {WRK}: the segment before the switch's; {CONN}: requests sent "
+        "from the command's start to the window). No service: from a failed request "
+        "until a later one is answered "
+        f"({WRK} cannot tell).",
     ]
+    for name in (LONG_RUN, LONG_NAIVE_RUN):
+        long_run = m.get(name)
+        if long_run is not None and long_run.long is not None:
+            lines += [
+                "",
+                f"The {LONG_MS / 1000:.0f} s request ({long_run.long.path}) during "
+                f"{long_run.label}: {long_run.long.text(long_run.moment)}.",
+            ]
+    degrade = m.get(run_name("degrade", CONN))
+    rec = degrade.recovery if degrade else None
     lines += [
         "",
-        f"Recovery from the degrading release: {secs(rec)} "
+        f"Recovery from the degrading release ({CONN}): {secs(rec)} "
         "(first failed request to the old version answering again).",
     ]
+    wrk_lines = [line for run in m.values() if (line := wrk_line(run))]
+    if wrk_lines:
+        lines += ["", f"{WRK} in detail (its segments added up):", "", *wrk_lines]
     lines += ["", "Where the time goes (task results per run, profile_tasks' slowest):", ""]
     lines += [time_line(run) for run in m.values() if run.tasks]
     lines += ["", "Fleet (one deploy, no load, image not on the hosts):", ""]
@@ -186,7 +371,7 @@ def table(results: Results) -> list[str]:
         for n, t in sorted(results.fleet.items())
     ]
     lines += markdown_table(["hosts", "deploy wall time", "x 1 host"], fleet_rows)
-    lines += ["", "Goals (this machine, one host, image already in the registry):", ""]
+    lines += ["", "Goals (one host, image on the host, app_verify_seconds 5):", ""]
     goal_rows = [[g.text, g.figure, verdict(g.met)] for g in goals(results)]
     lines += markdown_table(["goal", "figure", "verdict"], goal_rows)
     return lines
@@ -203,6 +388,9 @@ def to_json(results: Results) -> dict[str, Any]:
             "log": rel(t.log) if t.log else "",
         }
 
+    def run(m: Measure) -> dict[str, Any]:
+        return {**asdict(m), "overhead": m.overhead, "p99_ratio": m.p99_ratio}
+
     return {
         "started": results.started,
         "wall_seconds": round(results.wall, 1),
@@ -215,11 +403,16 @@ def to_json(results: Results) -> dict[str, Any]:
         "settings": {
             "verify_seconds": VERIFY_SECONDS,
             "degrade_verify_seconds": DEGRADE_VERIFY_SECONDS,
+            "shapes": SHAPE_LABELS,
             "load": {"workers": LOAD_WORKERS, "slow_ms": LOAD_SLOW_MS, "slow_every": 4},
+            "wrk": {"threads": THREADS, "connections": CONNECTIONS},
+            "wrk_baseline_seconds": WRK_BASELINE_SECONDS,
+            "switch_window_seconds": SWITCH_WINDOW,
+            "long_request_ms": LONG_MS,
             "bucket_seconds": BUCKET,
         },
         "releases": {n: {"version": RELEASES[n][0], "sha": s} for n, s in results.releases.items()},
-        "runs": {name: asdict(m) for name, m in results.measures.items()},
+        "runs": {name: run(m) for name, m in results.measures.items()},
         "other": {name: timed(t) for name, t in results.other.items()},
         "fleet": {str(n): timed(t) for n, t in sorted(results.fleet.items())},
         "goals": [asdict(g) for g in goals(results)],

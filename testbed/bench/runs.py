@@ -3,40 +3,66 @@ and the naive method under load, the fleet deploys, then the report."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from testbed import ROOT, TestbedError, app, engine, images, registry, servers
+from testbed import ROOT, TestbedError, app, engine, images, registry, servers, wrk
 from testbed import bench as bench_package
 from testbed.bench.chart import chart
 from testbed.bench.config import (
     ANSIBLE_KEYS,
     BENCH_DIR,
+    CONN,
     DEGRADE_VERIFY_SECONDS,
     FLEET_SIZES,
     LOAD_LEAD,
     LOAD_SLOW_MS,
     LOAD_WORKERS,
     LOG_DIR,
+    LONG_LEAD,
+    LONG_MS,
+    LONG_NAIVE_RUN,
+    LONG_RUN,
+    LONG_TRIGGER,
     NAIVE_DIR,
     NAIVE_PORT,
     PREFIX,
     RELEASES,
     SETTLE_LIMIT,
+    SHAPE_LABELS,
+    SHAPES,
+    SWITCH_TRIGGER,
+    SWITCH_WINDOW,
     UPSTREAM,
     VERIFY_SECONDS,
+    WRK,
+    WRK_BASELINE_SECONDS,
+    WRK_LEAD,
 )
-from testbed.bench.measure import Results, measure
-from testbed.bench.report import table, to_json
+from testbed.bench.measure import (
+    BEFORE_SEGMENT,
+    SWITCH_SEGMENT,
+    LongRequest,
+    Measure,
+    Results,
+    measure,
+    measure_wrk,
+)
+from testbed.bench.report import run_name, table, to_json
 from testbed.console import INDENT, Status, duration, rel, say
 from testbed.load import Traffic, served_chain, under_load
 from testbed.playbook import (
@@ -128,16 +154,235 @@ def wait_for(traffic: Traffic, version: str, after: float, limit: float) -> None
         time.sleep(0.2)
 
 
-def run_under_load(url: str, runner: Runner, command: Command, expect: str) -> tuple[Run, Traffic]:
-    """The command while the load runs through url; the load goes on until
-    `expect` serves again (bounded)."""
-    with under_load(
-        url, lead=LOAD_LEAD, max_seconds=600, workers=LOAD_WORKERS, slow_ms=LOAD_SLOW_MS
-    ) as traffic:
+def served_version(url: str) -> str:
+    """The version url/version answers with ("" when it does not answer 200)."""
+    parsed = urlparse(url)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=5)
+    try:
+        conn.request("GET", "/version")
+        resp = conn.getresponse()
+        body = resp.read()
+        return str(json.loads(body).get("version", "")) if resp.status == 200 else ""
+    except (OSError, http.client.HTTPException, ValueError):
+        return ""
+    finally:
+        conn.close()
+
+
+def wait_served(url: str, version: str, limit: float) -> None:
+    """Until `version` answers at url, or `limit` seconds have passed."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and served_version(url) != version:
+        time.sleep(0.2)
+
+
+def long_call(url: str) -> LongCall:
+    """One /slow?ms=LONG_MS request on its own connection: (sent, seconds,
+    status, version, error), sent on time.monotonic()'s clock."""
+    parsed = urlparse(url)
+    sent = time.monotonic()
+    status, version, error = 0, "", ""
+    conn = http.client.HTTPConnection(
+        parsed.hostname or "127.0.0.1", parsed.port, timeout=LONG_MS / 1000 + 30
+    )
+    try:
+        conn.request("GET", f"/slow?ms={LONG_MS}", headers={"Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read()
+        status = resp.status
+        try:
+            version = str(json.loads(body).get("version", ""))
+        except ValueError:
+            version = ""
+    except (OSError, http.client.HTTPException) as err:
+        error = type(err).__name__
+    finally:
+        conn.close()
+    return sent, time.monotonic() - sent, status, version, error
+
+
+LongCall = tuple[float, float, int, str, str]
+
+
+def long_call_at(
+    url: str, command: Command, trigger: str, ended: threading.Event
+) -> LongCall | None:
+    """The long request, sent once the command is at a task named with
+    `trigger` (None if it ended first)."""
+    while trigger not in command.task:
+        if ended.wait(0.05):
+            return None
+    return long_call(url)
+
+
+@contextmanager
+def long_request(
+    url: str, command: Command, enabled: bool, trigger: str | None
+) -> Iterator[list[Future[LongCall | None]]]:
+    """With `enabled`, the long request is sent while the body runs the
+    command: when it reaches a task named with `trigger`, or with no trigger,
+    LONG_LEAD seconds before it starts. The block is left once it has its
+    answer."""
+    if not enabled:
+        yield []
+        return
+    ended = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future: Future[LongCall | None]
+        if trigger is None:
+            future = pool.submit(long_call, url)
+            time.sleep(LONG_LEAD)
+        else:
+            future = pool.submit(long_call_at, url, command, trigger, ended)
+        try:
+            yield [future]
+        finally:
+            ended.set()
+        future.result(timeout=LONG_MS / 1000 + 60)
+
+
+def long_result(futures: list[Future[LongCall | None]], timed: Run) -> LongRequest | None:
+    if not futures:
+        return None
+    call = futures[0].result()
+    if call is None:
+        say(f"{INDENT}long request: not sent, the command never reached {LONG_TRIGGER!r}")
+        return None
+    sent, seconds, status, version, error = call
+    found = LongRequest(
+        f"/slow?ms={LONG_MS}", sent - timed.started, seconds, status, version, error
+    )
+    say(f"{INDENT}long request: HTTP {status} {version or error} after {seconds:.1f} s")
+    return found
+
+
+def run_under_load(
+    url: str,
+    runner: Runner,
+    command: Command,
+    expect: str,
+    long: bool = False,
+    trigger: str | None = None,
+) -> tuple[Run, Traffic, LongRequest | None]:
+    """The command while the new-connection load runs through url; the load
+    goes on until `expect` serves again (bounded), and the long request (if
+    asked) has its answer."""
+    with (
+        under_load(
+            url, lead=LOAD_LEAD, max_seconds=600, workers=LOAD_WORKERS, slow_ms=LOAD_SLOW_MS
+        ) as traffic,
+        long_request(url, command, long, trigger) as futures,
+    ):
         run = runner.run(command, live_status(traffic, command))
         wait_for(traffic, expect, traffic.clock(time.monotonic()), SETTLE_LIMIT)
     say(f"{INDENT}load: {traffic.summary()} ({served_chain(traffic)})")
-    return run, traffic
+    return run, traffic, long_result(futures, run)
+
+
+class SegmentedWrk:
+    """wrk through a command in segments, one wrk run after the other: until
+    the command is at a task named with `trigger` (the switch), from there
+    until SWITCH_WINDOW seconds after that task, and the rest. wrk reports
+    percentiles per run only: the middle run is the latency during the switch.
+    Its connections open before the switch and stay open across it. Without a
+    trigger (or when the command never reaches it), one run spans it all."""
+
+    def __init__(self, target: str, command: Command, trigger: str | None) -> None:
+        self.target = target
+        self.command = command
+        self.trigger = trigger
+        self.ended = threading.Event()
+        self.lock = threading.Lock()
+        self.done: list[tuple[str, wrk.WrkResult]] = []
+        self.current: tuple[str, subprocess.Popen[str]] | None = None
+        self.watcher: threading.Thread | None = None
+
+    def _spawn(self, name: str) -> None:
+        process = subprocess.Popen(  # nosec B603: a fixed command line
+            wrk.command(self.target), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.current = (name, process)
+
+    def _finish(self) -> None:
+        if self.current is None:
+            return
+        name, process = self.current
+        process.send_signal(signal.SIGINT)  # wrk stops and prints its report
+        output, _ = process.communicate(timeout=30)
+        self.done.append((name, wrk.parse(output)))
+        self.current = None
+
+    def _cut(self, name: str) -> None:
+        with self.lock:
+            if self.ended.is_set():
+                return
+            self._finish()
+            self._spawn(name)
+
+    def _watch(self) -> None:
+        trigger = self.trigger or ""
+        while trigger not in self.command.task:
+            if self.ended.wait(0.05):
+                return
+        self._cut(SWITCH_SEGMENT)
+        while trigger in self.command.task:
+            if self.ended.wait(0.05):
+                return
+        if not self.ended.wait(SWITCH_WINDOW):
+            self._cut("after the switch")
+
+    def start(self) -> None:
+        self._spawn(BEFORE_SEGMENT if self.trigger else "command")
+        if self.trigger:
+            self.watcher = threading.Thread(target=self._watch, daemon=True)
+            self.watcher.start()
+
+    def stop(self) -> list[tuple[str, wrk.WrkResult]]:
+        with self.lock:
+            self.ended.set()
+            self._finish()
+        if self.watcher is not None:
+            self.watcher.join(timeout=60)
+        return self.done
+
+
+def run_under_wrk(
+    url: str,
+    runner: Runner,
+    command: Command,
+    expect: str,
+    long: bool = False,
+    trigger: str | None = None,
+    switch: str | None = None,
+) -> tuple[Run, list[tuple[str, wrk.WrkResult]], wrk.WrkResult, LongRequest | None]:
+    """A baseline wrk window, then the command under wrk (segments at the
+    task named with `switch`, WRK_LEAD seconds longer at each end) until
+    `expect` serves again (bounded)."""
+    target = f"{url}/version"
+    say(f"{INDENT}wrk baseline: {WRK_BASELINE_SECONDS} s")
+    baseline = wrk.parse(
+        subprocess.run(  # nosec B603: a fixed command line
+            wrk.command(target, seconds=WRK_BASELINE_SECONDS),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=WRK_BASELINE_SECONDS + 60,
+        ).stdout
+    )
+    say(f"{INDENT}{baseline.summary()}")
+    load = SegmentedWrk(target, command, switch)
+    load.start()
+    try:
+        time.sleep(WRK_LEAD)
+        with long_request(url, command, long, trigger) as futures:
+            run = runner.run(command)
+            wait_served(url, expect, SETTLE_LIMIT)
+        time.sleep(WRK_LEAD)
+    finally:
+        segments = load.stop()
+    for name, result in segments:
+        say(f"{INDENT}{name}: {result.summary()}")
+    return run, segments, baseline, long_result(futures, run)
 
 
 class Bench:
@@ -224,69 +469,113 @@ class Bench:
         if timed.rc != 0:
             raise BenchError(f"the first deploy failed: {error_message(timed.output)}")
 
-    def ours(self, name: str, label: str, playbook: str, new: str, old: str, *extra: str) -> None:
-        say(f"{INDENT}{label}")
-        inventory = self.inventory(1)
-
-        command = self.runner.playbook(name, playbook, inventory, *extra)
-        expect = old if name == "degrade" else new
-        timed, report = run_under_load(self.host.url, self.runner, command, self.version(expect))
-        upstream = upstream_mtime(self.host.name)
-        found = measure(
-            name, label, timed, report, report.t0, self.version(new), self.version(old), upstream
-        )
+    def timed_run(
+        self,
+        name: str,
+        label: str,
+        shape: str,
+        url: str,
+        command: Command,
+        versions: tuple[str, str, str],
+        verify: float | None,
+        upstream: bool = True,
+    ) -> None:
+        """One command under one load shape; versions: (new, old, expected after)."""
+        say(f"{INDENT}{label}, under {SHAPE_LABELS[shape]}")
+        new, old, expect = versions
+        long = name in {LONG_RUN, LONG_NAIVE_RUN}
+        # ours: the long request goes when the playbook reaches the health gate, the
+        # step right before the switch; the naive method has no steps to wait for
+        trigger = LONG_TRIGGER if upstream else None
+        found: Measure
+        if shape == WRK:
+            switch = SWITCH_TRIGGER if upstream else None
+            timed, segments, baseline, call = run_under_wrk(
+                url, self.runner, command, expect, long, trigger, switch
+            )
+            mtime = upstream_mtime(self.host.name) if upstream else None
+            found = measure_wrk(name, label, timed, segments, baseline, mtime, verify, call)
+        else:
+            timed, report, call = run_under_load(url, self.runner, command, expect, long, trigger)
+            mtime = upstream_mtime(self.host.name) if upstream else None
+            found = measure(name, label, timed, report, report.t0, new, old, mtime, verify, call)
         self.results.measures[name] = found
+
+    def ours(
+        self, name: str, label: str, shape: str, playbook: str, new: str, old: str, *extra: str
+    ) -> None:
+        command = self.runner.playbook(name, playbook, self.inventory(1), *extra)
+        degrade = name.startswith("degrade")
+        versions = (self.version(new), self.version(old), self.version(old if degrade else new))
+        # the degrading release's watch ends at its first failure: no overhead figure
+        verify = None if degrade else VERIFY_SECONDS
+        self.timed_run(name, label, shape, self.host.url, command, versions, verify)
+
+    def pull(self, release: str) -> None:
+        sh(self.host.name, f"docker pull -q {self.image(release)}")
 
     # 4
     def ours_runs(self) -> None:
-        self.begin(f"Ours on {self.host.name} under load: deploys, rollback, degrading release")
-        v2, v3, deg = self.releases["v2"], self.releases["v3"], self.releases["degrade"]
+        self.begin(
+            f"Ours on {self.host.name} under {' and '.join(SHAPES)} load: deploys, rollbacks, "
+            "degrading releases"
+        )
+        cold = self.releases["cold"]
         self.ours(
             "deploy_cold",
             "deploy, image not on the host",
+            CONN,
             "deploy.yml",
-            "v2",
+            "cold",
             "v1",
             "-e",
-            f"sha={v2}",
+            f"sha={cold}",
         )
-        sh(self.host.name, f"docker pull -q {self.image('v3')}")
-        self.ours(
-            "deploy_warm",
-            "deploy, image already on the host",
-            "deploy.yml",
-            "v3",
-            "v2",
-            "-e",
-            f"sha={v3}",
-        )
-        self.ours("rollback", "rollback to the previous release", "rollback.yml", "v2", "v3")
-        self.ours(
-            "degrade",
-            "deploy of a release that degrades after the switch",
-            "deploy.yml",
-            "degrade",
-            "v2",
-            "-e",
-            f"sha={deg}",
-            "-e",
-            f"app_verify_seconds={DEGRADE_VERIFY_SECONDS}",
-        )
+        for shape in SHAPES:
+            release, degrade = f"deploy-{shape}", f"degrade-{shape}"
+            self.pull(release)
+            self.ours(
+                run_name("deploy", shape),
+                "deploy, image on the host",
+                shape,
+                "deploy.yml",
+                release,
+                "cold",
+                "-e",
+                f"sha={self.releases[release]}",
+            )
+            self.ours(
+                run_name("rollback", shape),
+                "rollback to the previous release",
+                shape,
+                "rollback.yml",
+                "cold",
+                release,
+            )
+            self.pull(degrade)
+            self.ours(
+                run_name("degrade", shape),
+                "deploy of a release that degrades after the switch",
+                shape,
+                "deploy.yml",
+                degrade,
+                "cold",
+                "-e",
+                f"sha={self.releases[degrade]}",
+                "-e",
+                f"app_verify_seconds={DEGRADE_VERIFY_SECONDS}",
+            )
 
-    def naive(self, name: str, label: str, release: str, old: str) -> None:
-        say(f"{INDENT}{label}")
+    def naive(self, name: str, label: str, shape: str, release: str, old: str) -> None:
         url = f"http://127.0.0.1:{published_port(self.host.name, NAIVE_PORT)}"
         script = (
             f"cd ~/{NAIVE_DIR} && echo APP_IMAGE={self.image(release)} > .env"
             " && docker compose down && docker compose up -d"
         )
-
         command = self.runner.command(name, [*servers.ssh_command(self.host), script], None, 600)
-        timed, report = run_under_load(url, self.runner, command, self.version(release))
-        found = measure(
-            name, label, timed, report, report.t0, self.version(release), self.version(old)
-        )
-        self.results.measures[name] = found
+        new = self.version(release)
+        versions = (new, self.version(old), new)
+        self.timed_run(name, label, shape, url, command, versions, None, upstream=False)
 
     # 5
     def naive_runs(self) -> None:
@@ -301,9 +590,13 @@ class Bench:
         sh(self.host.name, f"chown -R deploy:deploy {home}")
         sh(self.host.name, f"cd {home} && docker compose up -d --wait", check=True)
         say(f"{INDENT}{self.version('v1')} serves on the server's port {NAIVE_PORT} (compose)")
-        self.naive("naive_cold", "naive, image not on the host", "naive-v2", "v1")
-        sh(self.host.name, f"docker pull -q {self.image('naive-v3')}")
-        self.naive("naive_warm", "naive, image already on the host", "naive-v3", "naive-v2")
+        self.naive("naive_cold", "naive, image not on the host", CONN, "naive-cold", "v1")
+        old = "naive-cold"
+        for shape in SHAPES:
+            release = f"naive-{shape}"
+            self.pull(release)
+            self.naive(run_name("naive", shape), "naive, image on the host", shape, release, old)
+            old = release
         sh(self.host.name, f"cd {home} && docker compose down", check=False)
 
     # 6

@@ -6,10 +6,27 @@ from pathlib import Path
 
 import pytest
 
-from testbed.bench.measure import Measure, Results, buckets, ratio
-from testbed.bench.report import goals
+from testbed.bench.measure import (
+    Latency,
+    LongRequest,
+    Measure,
+    Results,
+    before_switch_latency,
+    buckets,
+    combine,
+    latency_of,
+    measure_wrk,
+    overhead,
+    p99_ratio,
+    percentile,
+    rate,
+    ratio,
+    split_latency,
+)
+from testbed.bench.report import all_met, goals
 from testbed.load import Outcome, first_answer, recovery_seconds, unavailable_seconds
 from testbed.playbook import Run, slowest_tasks
+from testbed.wrk import parse
 
 
 def ok(start: float, end: float, version: str) -> Outcome:
@@ -101,20 +118,196 @@ def test_ratio_and_the_profile_tasks_summary() -> None:
     ]
 
 
-def run(name: str, wall: float, failed: int = 0, recovery: float | None = None) -> Measure:
+def fast(start: float, ms: float, status: int = 200, path: str = "/version") -> Outcome:
+    return Outcome(start, start + ms / 1000, path, status, "v1" if status else "", "")
+
+
+@pytest.mark.parametrize(
+    ("values", "pct", "expected"),
+    [
+        ([float(n) for n in range(1, 101)], 50, 50.0),
+        ([float(n) for n in range(1, 101)], 99, 99.0),
+        ([float(n) for n in range(1, 101)], 100, 100.0),
+        ([float(n) for n in range(1, 201)], 99, 198.0),
+        ([30.0, 10.0, 20.0], 50, 20.0),
+        ([30.0, 10.0, 20.0], 99, 30.0),
+        ([7.0], 99, 7.0),
+        ([5.0, 1.0], 50, 1.0),
+    ],
+)
+def test_percentile_is_the_nearest_rank(values: list[float], pct: float, expected: float) -> None:
+    assert percentile(values, pct) == expected
+
+
+def test_percentile_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+
+
+def test_latency_counts_answered_fast_requests_only() -> None:
+    outcomes = [
+        fast(0.0, 10),
+        fast(0.1, 30),
+        fast(0.2, 20),
+        fast(0.3, 500, path="/slow?ms=400"),  # sleeps on purpose
+        fast(0.4, 9000, status=0),  # no answer: no latency
+        fast(0.5, 40, status=502),  # an answer, as wrk counts it
+    ]
+    assert latency_of(outcomes) == Latency(4, 20.0, 40.0, 40.0)
+    assert latency_of([fast(0.0, 5, status=0)]) is None
+
+
+def test_latency_before_is_the_lead_and_during_is_the_window_around_the_switch() -> None:
+    lead = [fast(0.1 * i, 10 + i) for i in range(10)]  # sent 0.0 .. 0.9, 10 .. 19 ms
+    command = [fast(3.0 + 0.1 * i, 100 + i) for i in range(60)]  # sent 3.0 .. 8.9
+    command.append(fast(1.0, 500))  # sent as the command started: not before it
+    before, during = split_latency(lead + command, start=1.0, switch=5.0, window=1.0)
+    assert before == Latency(10, 14.0, 19.0, 19.0)
+    # sent in [4.0, 6.0): i = 10 .. 29, 110 .. 129 ms (4.0 in, 6.0 out)
+    assert during == Latency(20, 119.0, 129.0, 129.0)
+    # no switch seen: during is everything sent from the command's start on
+    _, whole = split_latency(lead + command, start=1.0, switch=None)
+    assert whole == Latency(61, 130.0, 500.0, 500.0)
+    # the playbook's own time before the switch: sent in [1.0, 4.0), i = 0 .. 9 and the 500 ms
+    earlier = before_switch_latency(lead + command, start=1.0, switch=5.0, window=1.0)
+    assert earlier == Latency(11, 105.0, 500.0, 500.0)
+    assert before_switch_latency(lead + command, start=1.0, switch=None) is None
+
+
+def test_overhead_is_the_wall_time_less_the_watch() -> None:
+    assert overhead(8.5, 5) == pytest.approx(3.5)
+    assert overhead(3.0, None) is None
+    assert run("deploy_wrk", 11.2, verify=5).overhead == pytest.approx(6.2)
+
+
+def test_p99_ratio_and_rate() -> None:
+    assert p99_ratio(Latency(9, 1, 20, 30), Latency(9, 1, 50, 60)) == 2.5
+    assert p99_ratio(None, Latency(9, 1, 50, 60)) is None
+    assert p99_ratio(Latency(9, 1, 0, 0), Latency(9, 1, 50, 60)) is None
+    # 4 requests from 1.0 (first sent) to 3.0 (last answered)
+    assert rate([fast(1.0, 100), fast(1.5, 100), fast(2.0, 100), fast(2.9, 100)]) == 2.0
+    assert rate([]) == 0.0
+
+
+WRK_TEXT = """Running 10s test @ http://127.0.0.1:8080/version
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    48.20ms   20.10ms   1.20s    90.00%
+  Latency Distribution
+     50%   45.00ms
+     75%   50.00ms
+     90%   60.00ms
+     99%  120.00ms
+  12000 requests in 10.00s, 2.00MB read
+  Socket errors: connect 0, read 3, write 1, timeout 2
+  Non-2xx or 3xx responses: 7
+non-2xx bench-v4-degrade-wrk 5
+non-2xx none 2
+Requests/sec:   1200.00
+"""
+BASELINE_TEXT = """Running 5s test @ http://127.0.0.1:8080/version
+    Latency    30.00ms   5.00ms   90.00ms   90.00%
+     50%   28.00ms
+     99%   60.00ms
+  6000 requests in 5.00s, 1.00MB read
+"""
+
+
+def test_a_run_under_wrk_counts_socket_errors_and_non_2xx_and_compares_to_the_baseline() -> None:
+    found = measure_wrk(
+        "degrade_wrk",
+        "degrade",
+        timed(12.0),
+        [("command", parse(WRK_TEXT))],
+        parse(BASELINE_TEXT),
+        verify=15,
+    )
+    assert found.failed == 3 + 1 + 2 + 7
+    assert found.total == 12000 + 6
+    assert found.rps == 1200.0
+    assert found.before == Latency(6000, 28.0, 60.0, 90.0)
+    assert found.during == Latency(12000, 45.0, 120.0, 1200.0)
+    assert found.p99_ratio == 2.0
+    assert found.overhead == pytest.approx(-3.0)
+    assert found.wrk is not None and found.wrk["non_2xx_by_release"] == {
+        "bench-v4-degrade-wrk": 5,
+        "none": 2,
+    }
+
+
+def test_wrk_segments_add_up_and_the_switch_segment_is_during() -> None:
+    segments = [
+        ("before the switch", parse(BASELINE_TEXT)),
+        ("switch", parse(WRK_TEXT)),
+        ("after the switch", parse(BASELINE_TEXT)),
+    ]
+    found = measure_wrk("deploy_wrk", "deploy", timed(20.0), segments, None, verify=5)
+    assert found.total == 6000 + 12006 + 6000 and found.failed == 13
+    assert found.rps == pytest.approx(24000 / 20.0)
+    assert found.during == Latency(12000, 45.0, 120.0, 1200.0)
+    assert found.before is None and found.p99_ratio is None
+    assert found.before_switch == Latency(6000, 28.0, 60.0, 90.0)
+    assert found.wrk is not None and list(found.wrk["segments"]) == [name for name, _ in segments]
+    both = combine([parse(WRK_TEXT), parse(WRK_TEXT)])
+    assert (both.requests, both.seconds, both.read_errors, both.timeouts) == (24000, 20.0, 6, 4)
+    assert (both.non_2xx, both.non_2xx_by_release) == (14, {"bench-v4-degrade-wrk": 10, "none": 4})
+    assert (both.p50_ms, both.p99_ms, both.max_ms) == (None, None, 1200.0)
+    # no switch segment (the command never reached it): the last one is during
+    last = measure_wrk("x", "x", timed(1.0), segments[:1], None)
+    assert last.during == Latency(6000, 28.0, 60.0, 90.0) and last.before_switch is None
+
+
+@pytest.mark.parametrize(
+    ("checks", "expected"),
+    [
+        ([True, True], True),
+        ([True, False], False),
+        ([None, False], False),
+        ([True, None], None),
+        ([], None),
+    ],
+)
+def test_a_goal_over_several_runs(checks: list[bool | None], expected: bool | None) -> None:
+    assert all_met(checks) is expected
+
+
+def test_the_long_request_must_be_in_flight_at_the_switch() -> None:
+    long = LongRequest("/slow?ms=20000", -1.0, 20.1, 200, "bench-v1")
+    assert long.spans(5.0) and long.spans(19.0)
+    assert not long.spans(19.1) and not long.spans(-1.0) and not long.spans(None)
+    assert long.text(5.0) == (
+        "HTTP 200 from bench-v1 after 20.1 s (sent at -1.0 s, in flight across the switch at 5.0 s)"
+    )
+    cut = LongRequest("/slow?ms=20000", -1.0, 12.0, 0, "", "RemoteDisconnected")
+    assert cut.text(5.0).startswith("no answer (RemoteDisconnected) after 12.0 s")
+
+
+def run(
+    name: str,
+    wall: float,
+    failed: int = 0,
+    recovery: float | None = None,
+    verify: float | None = None,
+    before: float = 10.0,
+    during: float = 15.0,
+    rc: int = 0,
+) -> Measure:
     return Measure(
         name=name,
         label=name,
-        rc=0,
+        rc=rc,
         wall=wall,
         switch=1.0,
-        switch_server=None,
+        switch_server=2.0,
         recovery=recovery,
         failed=failed,
         total=100,
         unavailable=0.0,
         versions={},
         command_window=(0.0, wall),
+        verify=verify,
+        before=Latency(50, 5.0, before, before),
+        during=Latency(50, 5.0, during, during),
     )
 
 
@@ -122,19 +315,114 @@ def timed(seconds: float, rc: int = 0) -> Run:
     return Run(["deploy"], rc, "", seconds, Path("x.log"), 0.0, 0.0)
 
 
-def test_goals_say_met_not_met_or_not_measured_with_the_figure() -> None:
-    results = Results("now")
-    results.measures = {
-        "deploy_warm": run("deploy_warm", 14.0),
-        "rollback": run("rollback", 9.0),
-        "naive_warm": run("naive_warm", 3.0, failed=40),
+def all_runs() -> dict[str, Measure]:
+    """Every run of the bench, each goal met (on its edge where it has one)."""
+    found = {
+        "deploy_wrk": run("deploy_wrk", 11.0, verify=5),  # overhead 6.0
+        "deploy_conn": run("deploy_conn", 10.5, verify=5),
+        "rollback_wrk": run("rollback_wrk", 8.0, verify=5, during=20.0),  # 3.0, p99 2x
+        "rollback_conn": run("rollback_conn", 7.5, verify=5),
+        "degrade_wrk": run("degrade_wrk", 9.0, failed=30, verify=15),
+        "degrade_conn": run("degrade_conn", 9.0, failed=60, recovery=5.0, verify=15),
+        "naive_wrk": run("naive_wrk", 2.0, failed=900),
+        "naive_conn": run("naive_conn", 2.0, failed=80),
+        "deploy_cold": run("deploy_cold", 13.0, verify=5),
+        "naive_cold": run("naive_cold", 2.0, failed=70),
     }
-    results.fleet = {1: timed(10.0), 5: timed(14.0)}
-    found = {g.text.split()[0]: g for g in goals(results)}
-    assert found["deploy"].met is True and found["deploy"].figure == "14.0 s"
-    assert found["rollback"].met is False
-    assert found["recovery"].met is None
-    assert found["0"].met is True and "naive 40 of 100" in found["0"].figure
-    assert found["5"].met is True and "1.40x" in found["5"].figure
+    found["deploy_cold"].long = LongRequest("/slow?ms=20000", -1.0, 20.0, 200, "bench-v1")
+    return found
+
+
+def verdicts(results: Results) -> dict[str, tuple[str, bool | None]]:
+    return {" ".join(g.text.split()[:2]): (g.figure, g.met) for g in goals(results)}
+
+
+def test_goals_met_at_their_limits_with_their_figures() -> None:
+    results = Results("now")
+    results.measures = all_runs()
+    results.fleet = {1: timed(10.0), 3: timed(11.0), 5: timed(13.0)}
+    assert [(g.text.split()[0], g.figure, g.met) for g in goals(results)] == [
+        ("rollback", "wrk 3.0 s, conn 2.5 s", True),
+        ("deploy", "wrk 6.0 s, conn 5.5 s", True),
+        ("0", "ours wrk 0 of 200, conn 0 of 300; naive wrk 900 of 100, conn 150 of 200", True),
+        (
+            "the",
+            "deploy_cold: HTTP 200 from bench-v1 after 20.0 s "
+            "(sent at -1.0 s, in flight across the switch at 2.0 s)",
+            True,
+        ),
+        ("p99", "deploy 15 vs 10 ms = 1.50x, rollback 20 vs 10 ms = 2.00x", True),
+        ("p99", "deploy 15 vs 10 ms = 1.50x, rollback 15 vs 10 ms = 1.50x", True),
+        ("recovery", "5.0 s", True),
+        ("5", "13.0 s vs 10.0 s = 1.30x", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "goal", "figure"),
+    [
+        ("rollback_conn", {"wall": 8.1}, "rollback overhead", "wrk 3.0 s, conn 3.1 s"),
+        ("deploy_wrk", {"wall": 11.1}, "deploy overhead", "wrk 6.1 s, conn 5.5 s"),
+        ("deploy_wrk", {"rc": 2}, "deploy overhead", "wrk 6.0 s (exit 2), conn 5.5 s"),
+        ("deploy_conn", {"failed": 1}, "0 failed", None),
+        ("rollback_wrk", {"failed": 1}, "0 failed", None),
+        ("deploy_cold", {"failed": 1}, "0 failed", None),
+        ("degrade_conn", {"recovery": 5.1}, "recovery from", "5.1 s"),
+    ],
+)
+def test_each_goal_fails_past_its_limit(
+    name: str, change: dict[str, float], goal: str, figure: str | None
+) -> None:
+    results = Results("now")
+    results.measures = all_runs()
+    for key, value in change.items():
+        setattr(results.measures[name], key, value)
+    found = verdicts(results)[goal]
+    assert found[1] is False
+    if figure is not None:
+        assert found[0] == figure
+
+
+def test_p99_goal_per_load_shape() -> None:
+    results = Results("now")
+    results.measures = all_runs()
+    results.measures["rollback_wrk"].during = Latency(50, 5.0, 20.1, 30.0)
+    results.measures["deploy_conn"].before = None
+    results.measures["rollback_conn"].before_switch = Latency(40, 5.0, 31.0, 40.0)
+    p99 = [g for g in goals(results) if g.text.startswith("p99")]
+    assert [g.met for g in p99] == [False, None]
+    assert "(wrk:" in p99[0].text and "(new connections:" in p99[1].text
+    assert p99[1].figure == (
+        "deploy n/a, rollback 15 vs 10 ms = 1.50x (playbook before the switch: 31 ms)"
+    )
+
+
+def test_failed_requests_count_degrading_release_out_and_naive_in() -> None:
+    results = Results("now")
+    results.measures = all_runs()
+    figure, met = verdicts(results)["0 failed"]
+    assert met is True and "naive wrk 900 of 100, conn 150 of 200" in figure
+    del results.measures["deploy_wrk"], results.measures["rollback_wrk"]
+    assert verdicts(results)["0 failed"][1] is None
+
+
+def test_the_long_request_goal() -> None:
+    results = Results("now")
+    results.measures = all_runs()
+    cold = results.measures["deploy_cold"]
+    cold.long = LongRequest("/slow?ms=20000", -1.0, 9.0, 0, "", "RemoteDisconnected")
+    assert verdicts(results)["the 20"][1] is False
+    # answered, but it ended before the switch: it proved nothing
+    cold.long = LongRequest("/slow?ms=20000", -1.0, 2.5, 200, "bench-v1")
+    assert verdicts(results)["the 20"][1] is None
+    cold.long = None
+    assert verdicts(results)["the 20"] == ("n/a", None)
+
+
+def test_fleet_goal_past_the_ratio_and_without_a_figure() -> None:
+    results = Results("now")
+    results.measures = all_runs()
+    results.fleet = {1: timed(10.0), 5: timed(13.1)}
+    assert verdicts(results)["5 hosts"] == ("13.1 s vs 10.0 s = 1.31x", False)
     results.fleet[5] = timed(16.0, rc=2)
-    assert {g.text.split()[0]: g for g in goals(results)}["5"].met is None
+    assert verdicts(results)["5 hosts"][1] is None
