@@ -75,10 +75,15 @@ def test_release_history(state):
     assert state["current"]["slot"] == history[0]["slot"]
 
 
-def test_only_the_new_release_runs(host, state, containers):
+def test_the_new_release_runs_and_the_one_before_is_the_standby(host, state, containers):
     slot = state["current"]["slot"]
-    assert containers == [f"melk-ai-{slot}"]
+    other = "blue" if slot == "green" else "green"
+    # app_keep_standby (default): v1 keeps running in the other slot, without traffic
+    assert sorted(containers) == sorted([f"melk-ai-{slot}", f"melk-ai-{other}"])
     assert host.docker(f"melk-ai-{slot}").is_running
+    assert host.docker(f"melk-ai-{other}").is_running
+    standby = json.loads(inspect(host, f"melk-ai-{other}", "{{json .Config.Labels}}"))
+    assert standby["io.melk.sha"] == V1
     labels = json.loads(inspect(host, f"melk-ai-{slot}", "{{json .Config.Labels}}"))
     assert labels["io.melk.sha"] == V2
     assert labels["io.melk.slot"] == slot

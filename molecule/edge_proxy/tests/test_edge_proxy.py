@@ -24,6 +24,7 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
 UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
 CHAIN = "nft list chain ip edge_proxy app-melk-ai"  # edge_upstream.chain_name
 FRONT_PORT = 18000
+FRONT_PORTS = 16  # edge_proxy_front_ports: nginx spreads its connections over the block
 MARKER_A = "melk-mol-backend-marker-blue"
 MARKER_B = "melk-mol-backend-marker-green"
 REFUSED = ["missing_container", "bad_release"]
@@ -105,7 +106,9 @@ def test_site_forwards_to_the_front_address(host, gateway):
     assert host.socket("tcp://0.0.0.0:80").is_listening
     site = host.file("/etc/nginx/conf.d/melk-ai.conf")
     assert "listen 80 default_server;" in site.content_string
-    assert f"proxy_pass http://{gateway}:{FRONT_PORT};" in site.content_string
+    assert "proxy_pass http://melk-ai-front;" in site.content_string
+    for port in range(FRONT_PORT, FRONT_PORT + FRONT_PORTS):
+        assert f"server {gateway}:{port} max_fails=0;" in site.content_string
     assert "upstream" not in site.content_string.split("server {", 1)[1]
 
 
@@ -120,7 +123,7 @@ def test_switch_file_and_rule_name_the_last_release(host, releases, gateway):
     assert targets(text) == [live]
     rule = host.check_output(CHAIN)
     assert targets(rule) == [live]
-    assert f"ip daddr {gateway} tcp dport {FRONT_PORT}" in rule
+    assert f"ip daddr {gateway} tcp dport {FRONT_PORT}-{FRONT_PORT + FRONT_PORTS - 1}" in rule
     # the file is what nft checks and applies
     assert host.run(f"nft -c -f {UPSTREAM}").rc == 0
 

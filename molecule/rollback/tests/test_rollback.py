@@ -51,11 +51,16 @@ def test_current_release_is_v1_beside_v2s_slot(state):
     assert history[0]["slot"] != history[1]["slot"], "v1 must start beside v2, in the other slot"
 
 
-def test_only_v1_runs(host, state):
+def test_v1_serves_and_v2_runs_on_as_the_standby(host, state):
     slot = state["current"]["slot"]
+    other = "blue" if slot == "green" else "green"
     names = host.check_output("docker ps -a --filter name=^melk-ai- --format '{{.Names}}'")
-    assert names.split() == [f"melk-ai-{slot}"]
+    assert sorted(names.split()) == sorted([f"melk-ai-{slot}", f"melk-ai-{other}"])
     assert host.docker(f"melk-ai-{slot}").is_running
+    standby = json.loads(
+        host.check_output(f"docker inspect --format '{{{{json .Config.Labels}}}}' melk-ai-{other}")
+    )
+    assert standby["io.melk.sha"] == V2
     labels = json.loads(
         host.check_output(f"docker inspect --format '{{{{json .Config.Labels}}}}' melk-ai-{slot}")
     )
