@@ -152,7 +152,8 @@ def test_rollback_check_prints_the_plan_and_changes_nothing(bed: Bed) -> None:
     v1, v2 = bed.releases["v1"][:12], bed.releases["v2"][:12]
     text = flat(run)
     assert "DRY RUN on melk-e2e" in text and "This rollback would:" in text, text[-3000:]
-    assert f"start {v1} in slot" in text
+    # v1 runs on as the standby since v2's deploy: the rollback is a switch to it
+    assert f"use the standby {v1}, already running in slot" in text
     assert "image already on the host, no pull" in text
     assert "app.env unchanged" in text
     assert re.search(

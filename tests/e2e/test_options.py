@@ -291,6 +291,8 @@ def test_status_shows_the_releases_and_health_and_follows_a_rollback(bed: Bed) -
 def test_a_rollback_to_a_release_whose_image_is_gone_is_refused(bed: Bed) -> None:
     arrange(bed, "v2", "v1")
     v2 = bed.releases["v2"]
+    # v2 runs on as the standby (app_keep_standby): gone with its image here
+    bed.sh(f"docker ps -aq --filter label=io.melk.sha={v2} | xargs -r docker rm -f")
     bed.sh(f"docker rmi {app.pull_repository()}:{v2}")
     before = (bed.state(), bed.sh(f"cat {UPSTREAM}"), containers(bed))
     run = bed.playbook("rollback.yml", "-e", f"sha={v2}")

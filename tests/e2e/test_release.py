@@ -142,8 +142,10 @@ def broken(bed: Bed) -> dict[str, str]:
 
 def test_v1_then_v2_with_the_release_command_which_each_sees_at_start(bed: Bed) -> None:
     bed.sh(f"rm -f {MARKER}")
-    # The first deploy on a fresh server runs it too (no release serves yet).
-    ok(deploy(bed, "v1", app_release_command=RELEASE))
+    # Forced: an earlier test file of the lane may have left v1 serving, and a deploy
+    # of the serving release has nothing to do (the first deploy on a fresh server
+    # runs the command too: the fleet test below).
+    ok(deploy(bed, "v1", app_release_command=RELEASE, deploy_force=True))
     (first,) = markers(bed)
     assert first.startswith("v1 ") and served(bed.server)["release_markers"] == [first]
     run = ok(deploy(bed, "v2", app_release_command=RELEASE))
