@@ -13,6 +13,7 @@ import json
 import os
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,5 +255,11 @@ def test_renewal_is_scheduled_and_replaces_the_served_certificate(acme: Acme) ->
     # what certbot.timer runs when the certificate is due, forced now; its deploy
     # hook reloads nginx
     bed.sh("certbot renew --force-renewal --no-random-sleep-on-renew -q")
+    # the hook's reload returns once nginx has the signal; its new workers take over
+    # a moment later (on a busy machine, seconds): wait for them, 20 s at most
+    deadline = time.monotonic() + 20
     after = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
+    while after.serial_number == before.serial_number and time.monotonic() < deadline:
+        time.sleep(0.5)
+        after = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
     assert after.serial_number != before.serial_number
