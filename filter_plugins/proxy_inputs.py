@@ -28,8 +28,8 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.append(_HERE)
 
-from edge_upstream import UPSTREAM_DIR  # noqa: E402
-from input_checks import app_name_error, as_int, shown  # noqa: E402
+from edge_upstream import UPSTREAM_DIR, UPSTREAM_SUFFIX, upstream_path  # noqa: E402
+from input_checks import as_int, shown  # noqa: E402
 
 MAINTENANCE_SUFFIX = ".maintenance"
 MAX_MESSAGE = 2000
@@ -95,15 +95,9 @@ def maintenance_body(message: object) -> str:
 
 
 def maintenance_path(app_name: object, state_dir: object = UPSTREAM_DIR) -> str:
-    """The app's maintenance file: ``<state_dir>/<app_name>.maintenance``."""
-    error = app_name_error(app_name)
-    if error:
-        raise AnsibleFilterError(error)
-    if not isinstance(state_dir, str) or not state_dir.startswith("/"):
-        raise AnsibleFilterError(
-            f"state_dir {shown(state_dir)} is invalid: it must be an absolute path"
-        )
-    return f"{state_dir.rstrip('/')}/{app_name}{MAINTENANCE_SUFFIX}"
+    """The app's maintenance file: ``<state_dir>/<app_name>.maintenance``, beside its
+    switch file (the same checks of app_name and state_dir: upstream_path)."""
+    return upstream_path(app_name, state_dir).removesuffix(UPSTREAM_SUFFIX) + MAINTENANCE_SUFFIX
 
 
 def health_uri(path: object) -> str:
