@@ -77,6 +77,12 @@ def upstream_path(app_name: object, state_dir: object = UPSTREAM_DIR) -> str:
     return f"{state_dir.rstrip('/')}/{app_name}{UPSTREAM_SUFFIX}"
 
 
+def edge_record_path(app_name: object, state_dir: object = UPSTREAM_DIR) -> str:
+    """The app's edge record beside its switch file: ``<state_dir>/<app_name>.json``
+    (filter_plugins/edge_records.py says what it holds)."""
+    return upstream_path(app_name, state_dir).removesuffix(UPSTREAM_SUFFIX) + ".json"
+
+
 def chain_name(app_name: str) -> str:
     """The app's nftables chain: ``app-<app_name>`` (nft refuses chain names that start
     with a digit or are keywords, such as ``9`` or ``accept``, which app_name allows)."""
@@ -175,5 +181,10 @@ class FilterModule:
     """Ansible filter plugin: the switch file's path, writer and parser."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
-        functions: tuple[Callable[..., Any], ...] = (upstream_path, upstream_text, serving_release)
+        functions: tuple[Callable[..., Any], ...] = (
+            upstream_path,
+            edge_record_path,
+            upstream_text,
+            serving_release,
+        )
         return {function.__name__: function for function in functions}

@@ -80,14 +80,18 @@ def other_slot(slot: str | None) -> str:
 _SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 
 
-_SLOT_LINE_RE = re.compile(r"^(blue|green) (true|false) ([0-9]{1,9}) ([0-9a-f]{7,40})$")
+_SLOT_LINE_RE = re.compile(
+    r"^(blue|green) (true|false) ([0-9]{1,9}) ([0-9a-f]{7,40})"
+    r"(?: ([0-9]{1,3}(?:\.[0-9]{1,3}){3}))?$"  # the address, when there is one
+)
 
 
 def slot_containers(found: object) -> dict[str, dict[str, Any]]:
-    """What runs in each slot: ``{slot: {running, restarts, sha}}``.
+    """What runs in each slot: ``{slot: {running, restarts, sha, ip}}``.
 
-    From the lines ``docker inspect --format '<slot label> <running> <restarts> <sha label>'``
-    prints for ``<app>-blue <app>-green`` (a container that does not exist prints none), or
+    From the lines ``docker inspect --format '<slot label> <running> <restarts> <sha label>
+    [<address>]'`` prints for ``<app>-blue <app>-green`` (module_utils/melk_docker's
+    SLOT_FORMAT; a container that does not exist prints none; ip is '' without an address), or
     from community.docker.docker_host_info's containers (labels and state at the top, no
     restart count).  Containers without our slot and sha labels are ignored."""
     slots: dict[str, dict[str, Any]] = {}
@@ -95,8 +99,13 @@ def slot_containers(found: object) -> dict[str, dict[str, Any]]:
         for line in found.splitlines():
             match = _SLOT_LINE_RE.match(line.strip())
             if match:
-                slot, running, restarts, sha = match.groups()
-                slots[slot] = {"running": running == "true", "restarts": int(restarts), "sha": sha}
+                slot, running, restarts, sha, ip = match.groups()
+                slots[slot] = {
+                    "running": running == "true",
+                    "restarts": int(restarts),
+                    "sha": sha,
+                    "ip": ip or "",
+                }
         return slots
     if not isinstance(found, list):
         return slots
@@ -106,7 +115,12 @@ def slot_containers(found: object) -> dict[str, dict[str, Any]]:
         labels = item.get("Labels") or {}
         slot, sha = labels.get("io.melk.slot"), labels.get("io.melk.sha")
         if slot in SLOTS and isinstance(sha, str) and _SHA_RE.match(sha):
-            slots[slot] = {"running": item.get("State") == "running", "restarts": 0, "sha": sha}
+            slots[slot] = {
+                "running": item.get("State") == "running",
+                "restarts": 0,
+                "sha": sha,
+                "ip": "",
+            }
     return slots
 
 

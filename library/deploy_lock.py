@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.melk_docker import image_tags_argv, parse_tags
+from ansible.module_utils.melk_docker import image_tags_argv, missing, parse_tags, slot_argv
 from ansible.module_utils.melk_files import file_sha256, read_text, write_atomic
 from ansible.module_utils.melk_lock import (
     ABSENT,
@@ -93,6 +93,14 @@ options:
         RV(image_tags) (C(docker image ls)), so a pull, or the check that a retained release is
         still there, needs no task of its own.
     type: str
+  containers:
+    description:
+      - With O(state=acquire), containers (the app's two slots) whose slot and sha labels,
+        state, restart count and address are returned in RV(containers), one line each
+        (C(docker inspect --format), never the whole inspect output, which holds the app's
+        environment), so the standby and the switch need no task of their own to find them.
+    type: list
+    elements: str
   write:
     description:
       - With O(state=release), files to write (path to text) before the lock is removed,
@@ -172,6 +180,13 @@ image_tags:
   type: list
   elements: str
   sample: [4f2c9e1d0b7a8c6e5f4d3c2b1a0f9e8d7c6b5a49]
+containers:
+  description: >-
+    One line per container of O(containers) that exists - C(<slot> <running> <restarts> <sha>
+    <ip>) - as filter_plugins/release_history.py's slot_containers reads them.
+  returned: when O(containers) is set and the lock was acquired
+  type: str
+  sample: "blue true 0 4f2c9e1d0b7a8c6e5f4d3c2b1a0f9e8d7c6b5a49 172.17.0.3"
 action:
   description: >-
     What was decided: create, keep (already ours), held, corrupt, remove, absent, or
@@ -192,6 +207,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "read": {"type": "list", "elements": "path"},
     "checksum": {"type": "list", "elements": "path"},
     "image_repository": {"type": "str"},
+    "containers": {"type": "list", "elements": "str"},
     "write": {"type": "dict"},
 }
 # the parameters each state needs besides path
@@ -284,6 +300,15 @@ def image_tags(repository: str, runner: Runner) -> list[str]:
     return tags
 
 
+def slot_lines(names: list[str], runner: Runner) -> str:
+    """The slot lines of the containers that exist (slot_argv's format); OSError when docker
+    fails for another reason than a missing container."""
+    rc, out, err = runner(slot_argv(names))
+    if rc != 0 and not all(missing(line) for line in err.strip().splitlines()):
+        raise OSError(f"docker inspect {' '.join(names)}: {err.strip()}")
+    return str(out)
+
+
 def write_files(writes: Mapping[str, Any]) -> list[str]:
     """Write each path's text atomically (mode 0644); the paths written, sorted."""
     written = sorted(writes)
@@ -303,6 +328,10 @@ def read_state(params: Mapping[str, Any], runner: Runner | None) -> dict[str, An
         if runner is None:
             raise ValueError("image_repository given without a way to look it up")
         found["image_tags"] = image_tags(str(params["image_repository"]), runner)
+    if params.get("containers"):
+        if runner is None:
+            raise ValueError("containers given without a way to look them up")
+        found["containers"] = slot_lines([str(name) for name in params["containers"]], runner)
     return found
 
 

@@ -56,6 +56,33 @@ def state_argv(name: str) -> list[str]:
     return ["docker", "inspect", "--type", "container", "--format", STATE_FORMAT, name]
 
 
+# One line per slot container: its slot and sha labels, state, restarts and address
+# (release_history.slot_containers reads it). Never the whole inspect output: it holds
+# the app's environment.
+SLOT_FORMAT = (
+    '{{index .Config.Labels "io.melk.slot"}} {{.State.Running}} {{.RestartCount}} '
+    '{{index .Config.Labels "io.melk.sha"}} {{.NetworkSettings.IPAddress}}'
+)
+
+
+def slot_argv(names: list[str]) -> list[str]:
+    """The slot lines of containers (SLOT_FORMAT); a missing one prints none."""
+    return ["docker", "inspect", "--type", "container", "--format", SLOT_FORMAT, *names]
+
+
+def address_argv(name: str) -> list[str]:
+    """A container's address on the Docker bridge (where the edge's switch sends traffic)."""
+    return [
+        "docker",
+        "inspect",
+        "--type",
+        "container",
+        "--format",
+        "{{.NetworkSettings.IPAddress}}",
+        name,
+    ]
+
+
 def image_rm_argv(image: str) -> list[str]:
     """Remove an image (refused while a container uses it)."""
     return ["docker", "image", "rm", image]

@@ -75,8 +75,11 @@ class Load:
         max_seconds: float = 120,
         max_requests: int = 200_000,
         timeout: float = 15,
+        host: str = "",
     ) -> None:
         parsed = urlparse(url)
+        # The Host header of every request ('' for the URL's): an app the edge routes by name.
+        self.headers = {"Connection": "close", **({"Host": host} if host else {})}
         if parsed.hostname not in {"127.0.0.1", "localhost", "::1"}:
             raise ValueError("the load generator only targets this machine's loopback")
         self.host = parsed.hostname
@@ -98,7 +101,7 @@ class Load:
         status, version, error = 0, "", ""
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            conn.request("GET", path, headers={"Connection": "close"})
+            conn.request("GET", path, headers=self.headers)
             resp = conn.getresponse()
             body = resp.read()
             status = resp.status
@@ -196,10 +199,12 @@ def under_load(
     max_seconds: float = 240,
     workers: int = WORKERS,
     slow_ms: int = SLOW_MS,
+    host: str = "",
 ) -> Iterator[Traffic]:
-    """Requests to url while the body runs, `lead` seconds of them before and
-    after it; the Traffic holds every outcome once the block is left."""
-    load = Load(url, workers=workers, slow_ms=slow_ms, max_seconds=max_seconds).start()
+    """Requests to url (with the Host header `host` when given) while the body runs,
+    `lead` seconds of them before and after it; the Traffic holds every outcome once
+    the block is left."""
+    load = Load(url, workers=workers, slow_ms=slow_ms, max_seconds=max_seconds, host=host).start()
     traffic = Traffic(load=load)
     try:
         time.sleep(lead)  # traffic flows before anything moves

@@ -74,14 +74,17 @@ def command(
     threads: int = THREADS,
     seconds: int = MAX_SECONDS,
     timeout_s: int = TIMEOUT_S,
+    host: str = "",
 ) -> list[str]:
-    """The wrk command line: keep-alive connections, latency percentiles."""
+    """The wrk command line: keep-alive connections, latency percentiles; with `host`,
+    its Host header (an app the edge routes by name)."""
     return [
         "wrk",
         f"-t{threads}",
         f"-c{connections}",
         f"-d{seconds}s",
         f"--timeout={timeout_s}s",
+        *(["-H", f"Host: {host}"] if host else []),
         "--latency",
         "--script",
         str(SCRIPT),
@@ -136,10 +139,16 @@ class KeepAlive:
 
 
 @contextmanager
-def keepalive_load(url: str, lead: float = 1.0, **options: int) -> Iterator[KeepAlive]:
-    """wrk against url while the body runs, `lead` seconds of it before and after."""
+def keepalive_load(
+    url: str, lead: float = 1.0, host: str = "", **options: int
+) -> Iterator[KeepAlive]:
+    """wrk against url (Host header `host` when given) while the body runs, `lead`
+    seconds of it before and after."""
     process = subprocess.Popen(  # nosec B603: a fixed command line
-        command(url, **options), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command(url, host=host, **options),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     load = KeepAlive()
     try:

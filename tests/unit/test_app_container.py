@@ -55,16 +55,32 @@ STARTED = {
 }
 
 
+ADDRESS = [
+    "docker", "inspect", "--type", "container", "--format", "{{.NetworkSettings.IPAddress}}", NAME,
+]  # fmt: skip
+
+
 def test_started_removes_the_slots_old_container_then_runs_the_new_one() -> None:
-    docker = Docker((["docker", "run"], (0, "f00d\n", "")))
-    assert run(STARTED, False, docker) == {"changed": True, "container_id": "f00d"}
-    assert docker.calls == [["docker", "rm", "--force", NAME], RUN]
+    docker = Docker(
+        (["docker", "run"], (0, "f00d\n", "")), (["docker", "inspect"], (0, "172.17.0.5\n", ""))
+    )
+    assert run(STARTED, False, docker) == {
+        "changed": True,
+        "container_id": "f00d",
+        "ip": "172.17.0.5",
+    }
+    assert docker.calls == [["docker", "rm", "--force", NAME], RUN, ADDRESS]
 
 
 def test_started_in_an_empty_slot_runs_the_new_one() -> None:
     docker = Docker((["docker", "rm"], GONE), (["docker", "run"], (0, "f00d\n", "")))
     assert run(STARTED, False, docker)["container_id"] == "f00d"
-    assert docker.calls == [["docker", "rm", "--force", NAME], RUN]
+    assert docker.calls == [["docker", "rm", "--force", NAME], RUN, ADDRESS]
+
+
+def test_a_started_container_without_an_address_reports_none() -> None:
+    docker = Docker((["docker", "inspect"], (1, "", "Error: No such container\n")))
+    assert run(STARTED, False, docker)["ip"] == ""
 
 
 def test_started_stops_when_the_old_container_cannot_be_removed() -> None:
@@ -156,6 +172,37 @@ def test_absent_without_a_name_removes_only_the_images() -> None:
         "warnings": [f"image old:1 was kept: {IN_USE[2].strip()}"],
     }
     assert docker.calls == [["docker", "image", "rm", x] for x in ("old:1", "gone:1", "new:1")]
+
+
+def history(current: str, *entries: str) -> str:
+    return json.dumps(
+        {"current": {"sha": "a" * 40, "image": current}, "history": [{"image": e} for e in entries]}
+    )
+
+
+def test_images_another_apps_history_names_are_never_removed(tmp_path: Path) -> None:
+    """Two apps on one host from one image repository (a staging copy): one's deploy
+    must not remove the other's retained releases."""
+    for app, text in {
+        "melk-ai": history("repo:a5", "repo:a5", "repo:a4", "repo:b1"),  # this app, on disk
+        "staging": history("repo:s2", "repo:s2", "repo:a1"),
+        "broken": "{not json",
+    }.items():
+        (tmp_path / app).mkdir()
+        (tmp_path / app / "releases.json").write_text(text)
+    docker = Docker()
+    result = run(
+        {
+            "state": "absent",
+            "remove_images": ["repo:a1", "repo:b1", "repo:s2", "repo:a0"],
+            "keep_images_of": [str(tmp_path / "*" / "releases.json")],
+            "own_history": str(tmp_path / "melk-ai" / "releases.json"),
+        },
+        False,
+        docker,
+    )
+    assert result["removed_images"] == ["repo:b1", "repo:a0"]
+    assert docker.calls == [["docker", "image", "rm", x] for x in ("repo:b1", "repo:a0")]
 
 
 def test_absent_without_a_name_in_check_mode_runs_nothing() -> None:

@@ -263,6 +263,49 @@ def test_acquire_lists_the_tags_of_the_app_image(lock_path: Path) -> None:
     assert docker.calls == [["docker", "image", "ls", "--format", "{{.Tag}}", "reg/app"]]
 
 
+SLOT_FORMAT = (
+    '{{index .Config.Labels "io.melk.slot"}} {{.State.Running}} {{.RestartCount}} '
+    '{{index .Config.Labels "io.melk.sha"}} {{.NetworkSettings.IPAddress}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("rc", "err"),
+    [(0, ""), (1, "Error: No such container: app-green\n")],
+    ids=["both slots", "one slot empty"],
+)
+def test_acquire_reads_the_slots_in_the_same_task(lock_path: Path, rc: int, err: str) -> None:
+    docker = Docker(rc=rc, out="blue true 0 abcdef0 172.17.0.3\n", err=err)
+    params = {
+        "path": str(lock_path),
+        "owner": "a@c",
+        "run_id": "r",
+        "containers": ["app-blue", "app-green"],
+    }
+    result = run(params, check_mode=False, runner=docker, now=NOW)
+    assert result["containers"] == "blue true 0 abcdef0 172.17.0.3\n"
+    assert docker.calls == [
+        [
+            "docker",
+            "inspect",
+            "--type",
+            "container",
+            "--format",
+            SLOT_FORMAT,
+            "app-blue",
+            "app-green",
+        ]
+    ]
+
+
+def test_a_failed_slot_lookup_fails_with_dockers_reason(lock_path: Path) -> None:
+    docker = Docker(rc=1, err="Cannot connect to the Docker daemon\n")
+    params = {"path": str(lock_path), "owner": "a@c", "run_id": "r", "containers": ["app-blue"]}
+    result = run(params, check_mode=False, runner=docker, now=NOW)
+    assert result["failed"] is True
+    assert "docker inspect app-blue: Cannot connect to the Docker daemon" in result["msg"]
+
+
 def test_a_failed_image_lookup_fails_with_dockers_reason(lock_path: Path) -> None:
     docker = Docker(rc=1, err="Cannot connect to the Docker daemon\n")
     params = {"path": str(lock_path), "owner": "a@c", "run_id": "r", "image_repository": "reg/app"}

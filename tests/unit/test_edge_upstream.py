@@ -79,8 +79,7 @@ def render() -> Any:
         variables = {
             "edge_proxy_app_name": app,
             "__edge_proxy_front_host": front_host,
-            "edge_proxy_front_port": front_port,
-            "edge_proxy_front_ports": front_ports,
+            "edge_proxy_port_block": [front_port, front_ports],
             "edge_proxy_target_container": container,
             "edge_proxy_target_ip": ip,
             "edge_proxy_target_port": port,
@@ -511,7 +510,7 @@ def test_upstream_path_strips_only_trailing_slashes() -> None:
 
 def test_filter_module_exposes_the_contract() -> None:
     filters = FilterModule().filters()
-    assert set(filters) == {"upstream_path", "upstream_text", "serving_release"}
+    assert set(filters) == {"upstream_path", "edge_record_path", "upstream_text", "serving_release"}
     assert all(filters[name] is getattr(edge_upstream, name) for name in filters)
 
 

@@ -303,6 +303,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/slow":  # answers healthy, but only after a second
             time.sleep(1.0)
         codes = {"/health": 200, "/sick": 503, "/moved": 302, "/slow": 200}
+        # /named: healthy only for the Host an edge routes the app by
+        if self.path == "/named":
+            codes["/named"] = 200 if self.headers.get("Host") == "shop.test" else 404
         self.send_response(codes.get(self.path, 404))
         if self.path == "/moved":
             self.send_header("Location", "/health")
@@ -327,6 +330,11 @@ def test_http_probe_reports_the_status_and_follows_no_redirect(
     server: str, path: str, status: int
 ) -> None:
     assert http_probe(server + path, timeout=5)() == (status, "")
+
+
+def test_http_probe_sends_the_host_header_it_is_given(server: str) -> None:
+    assert http_probe(server + "/named", timeout=5, host="shop.test")() == (200, "")
+    assert http_probe(server + "/named", timeout=5)() == (404, "")
 
 
 def test_http_probe_without_a_listener_reports_no_answer() -> None:
@@ -390,6 +398,11 @@ def probed(statuses: list[int], docker: Docker, **given: Any) -> dict[str, Any]:
             {"interval": 0.0, "seconds": -3.0},
             "interval must be above 0, got 0.0; seconds must not be below 0, got -3.0",
         ),
+        (
+            {"url": "file:///etc/shadow"},
+            "url must be an http:// or https:// URL, got 'file:///etc/shadow'",
+        ),
+        ({"url": "https://127.0.0.1/health"}, ""),
     ],
 )
 def test_params_error(given: dict[str, Any], error: str) -> None:

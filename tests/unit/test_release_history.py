@@ -867,11 +867,22 @@ def test_unknown_fields_are_copied_not_shared() -> None:
         (
             f"blue true 0 {SHA_A}\ngreen false 3 {SHA_B}\n",
             {
-                "blue": {"running": True, "restarts": 0, "sha": SHA_A},
-                "green": {"running": False, "restarts": 3, "sha": SHA_B},
+                "blue": {"running": True, "restarts": 0, "sha": SHA_A, "ip": ""},
+                "green": {"running": False, "restarts": 3, "sha": SHA_B, "ip": ""},
             },
         ),
-        (f"  green true 12 {SHA_B}  ", {"green": {"running": True, "restarts": 12, "sha": SHA_B}}),
+        (
+            f"blue true 0 {SHA_A} 172.17.0.3\ngreen false 1 {SHA_B} \n",
+            {
+                "blue": {"running": True, "restarts": 0, "sha": SHA_A, "ip": "172.17.0.3"},
+                "green": {"running": False, "restarts": 1, "sha": SHA_B, "ip": ""},
+            },
+        ),
+        (f"blue true 0 {SHA_A} not-an-address", {}),
+        (
+            f"  green true 12 {SHA_B}  ",
+            {"green": {"running": True, "restarts": 12, "sha": SHA_B, "ip": ""}},
+        ),
         # not ours: no labels (docker prints <no value>), another slot, a sha that is not one
         ("<no value> true 0 <no value>", {}),
         (f"red true 0 {SHA_A}", {}),
@@ -880,11 +891,11 @@ def test_unknown_fields_are_copied_not_shared() -> None:
         # docker_host_info's shape: labels and state at the top, no restart count
         (
             [{"Labels": {"io.melk.slot": "green", "io.melk.sha": SHA_B}, "State": "running"}],
-            {"green": {"running": True, "restarts": 0, "sha": SHA_B}},
+            {"green": {"running": True, "restarts": 0, "sha": SHA_B, "ip": ""}},
         ),
         (
             [{"Labels": {"io.melk.slot": "green", "io.melk.sha": SHA_B}, "State": "exited"}],
-            {"green": {"running": False, "restarts": 0, "sha": SHA_B}},
+            {"green": {"running": False, "restarts": 0, "sha": SHA_B, "ip": ""}},
         ),
         ([{"Labels": None, "State": "running"}], {}),
         ([{"Labels": {"io.melk.slot": "red", "io.melk.sha": SHA_A}, "State": "running"}], {}),

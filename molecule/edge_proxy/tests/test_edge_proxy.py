@@ -112,6 +112,21 @@ def test_site_forwards_to_the_front_address(host, gateway):
     assert "upstream" not in site.content_string.split("server {", 1)[1]
 
 
+def test_the_app_records_its_port_block_and_the_host_has_no_catch_all(host):
+    """The only app, without server names: the default server, owner of the first block."""
+    record = host.file("/etc/nginx/edge-proxy/melk-ai.json")
+    assert record.mode == 0o644
+    assert json.loads(record.content_string) == {
+        "app": "melk-ai",
+        "proxy_port": 80,
+        "tls_port": None,
+        "server_names": [],
+        "port_block": [FRONT_PORT, FRONT_PORTS],
+    }
+    catch_all = host.file("/etc/nginx/conf.d/00-edge-proxy-catch-all.conf").content_string
+    assert "server {" not in catch_all
+
+
 def test_switch_file_and_rule_name_the_last_release(host, releases, gateway):
     upstream = host.file(UPSTREAM)
     assert upstream.user == "root"

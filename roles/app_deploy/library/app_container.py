@@ -13,11 +13,15 @@ it to syntax and library calls of Python 3.8 (new-style types only inside annota
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import glob
+import json
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.melk_docker import (
+    address_argv,
     failure,
     image_rm_argv,
     missing,
@@ -27,6 +31,7 @@ from ansible.module_utils.melk_docker import (
     state_argv,
     stop_argv,
 )
+from ansible.module_utils.melk_files import read_text
 from ansible.module_utils.melk_module import Runner, finish, module_runner
 
 DOCUMENTATION = r"""
@@ -80,6 +85,17 @@ options:
     type: list
     elements: str
     default: []
+  keep_images_of:
+    description: With O(state=absent), release histories (C(releases.json) files, glob patterns)
+      of the other apps on the host; an image of O(remove_images) that one of them names (its
+      current release or an entry) is kept, so that apps sharing an image repository never
+      remove each other's retained releases.
+    type: list
+    elements: str
+    default: []
+  own_history:
+    description: This app's release history, skipped among the files O(keep_images_of) matches.
+    type: path
   volumes:
     description: Volumes as for C(docker run --volume), for example C(melk-ai-data:/data).
     type: list
@@ -117,6 +133,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+ip:
+  description: With O(state=started), the new container's address on the Docker bridge ('' if none).
+  returned: when O(state=started) and the container started
+  type: str
+  sample: 172.17.0.3
 container_id:
   description: Id of the container started.
   returned: when O(state=started) and not in check mode
@@ -140,6 +161,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "restart_policy": {"type": "str", "default": "no"},
     "stop_timeout": {"type": "int", "default": 10},
     "remove_images": {"type": "list", "elements": "str", "default": []},
+    "keep_images_of": {"type": "list", "elements": "str", "default": []},
+    "own_history": {"type": "path"},
     "volumes": {"type": "list", "elements": "str", "default": []},
 }
 REQUIRED_IF = [("state", "started", ("name", "image")), ("state", "stopped", ("name",))]
@@ -168,6 +191,36 @@ def remove(name: str, runner: Runner) -> tuple[bool, dict[str, Any] | None]:
     if missing(err):
         return False, None
     return False, _fail(f"removing container {name}", rc, err)
+
+
+def images_named(text: str) -> set[str]:
+    """The image references a release history (releases.json text) names: its current
+    release's and every entry's; none for text that is not a history."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    entries = [data.get("current"), *(data.get("history") or [])]
+    return {str(e["image"]) for e in entries if isinstance(e, dict) and e.get("image")}
+
+
+def kept_by_others(patterns: Sequence[str], own: str | None) -> set[str]:
+    """The images the histories matching patterns name, own history left out."""
+    own_path = os.path.realpath(own) if own else None
+    kept: set[str] = set()
+    for pattern in patterns:
+        for path in sorted(glob.glob(pattern)):
+            if os.path.realpath(path) != own_path:
+                kept |= images_named(read_text(path) or "")
+    return kept
+
+
+def prunable(params: Mapping[str, Any]) -> list[str]:
+    """remove_images without the images another app's history names."""
+    kept = kept_by_others(params.get("keep_images_of") or [], params.get("own_history"))
+    return [image for image in params.get("remove_images") or [] if image not in kept]
 
 
 def remove_images(images: list[str], runner: Runner) -> tuple[list[str], list[str]]:
@@ -206,7 +259,10 @@ def start(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[s
     rc, out, err = runner(argv)
     if rc != 0:
         return _fail(f"starting container {name} from {params['image']}", rc, err)
-    return {"changed": True, "container_id": out.strip()}
+    # Its address, for the edge's switch (one docker call here instead of a task there);
+    # '' when it has none (it exited at once): the switch then reads it itself.
+    rc_ip, ip, _err = runner(address_argv(name))
+    return {"changed": True, "container_id": out.strip(), "ip": ip.strip() if rc_ip == 0 else ""}
 
 
 def stop(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[str, Any]:
@@ -215,14 +271,14 @@ def stop(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[st
     Without a name (state absent only), the images alone."""
     name = params.get("name")
     if not name:
-        return prune_only(list(params.get("remove_images") or []), check_mode, runner)
+        return prune_only(prunable(params), check_mode, runner)
     rc, out, err = runner(state_argv(name))
     if rc != 0 and not missing(err):
         return _fail(f"inspecting container {name}", rc, err)
     exists = rc == 0
     running = bool(parse_state(rc, out).get("running"))
     absent = params["state"] == "absent"
-    plan = decide_stop(params["state"], exists, running, list(params.get("remove_images") or []))
+    plan = decide_stop(params["state"], exists, running, prunable(params))
     if check_mode:
         if absent:
             return {"changed": plan["changed"], "removed_images": plan["images"]}

@@ -42,6 +42,11 @@ options:
     description: URL to probe, for example C(http://127.0.0.1:18001/health).
     type: str
     required: true
+  host:
+    description: Host header of the probes (a name the edge routes by, for an app with
+      C(proxy_server_names)); empty for the URL's own host.
+    type: str
+    default: ''
   mode:
     description: C(wait) until healthy, C(watch) that it stays healthy, or C(ready) for both.
     type: str
@@ -158,6 +163,7 @@ CLOCK_TOLERANCE = 1e-6
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "url": {"type": "str", "required": True},
+    "host": {"type": "str", "default": ""},
     "mode": {"type": "str", "default": "wait", "choices": list(MODES)},
     "seconds": {"type": "float", "required": True},
     "watch_seconds": {"type": "float", "default": 0.0},
@@ -260,7 +266,7 @@ def judge_container(result: Mapping[str, Any], state: Mapping[str, Any]) -> dict
 
 
 def params_error(params: Mapping[str, Any]) -> str:
-    """'' when the numbers make sense, else what is wrong with them."""
+    """'' when the URL and the numbers make sense, else what is wrong with them."""
     errors = [
         f"{key} must be above 0, got {params[key]}"
         for key in ("interval", "timeout")
@@ -271,6 +277,8 @@ def params_error(params: Mapping[str, Any]) -> str:
         for key in ("seconds", "watch_seconds")
         if params[key] < 0
     ]
+    if not str(params.get("url", "")).startswith(("http://", "https://")):
+        errors.append(f"url must be an http:// or https:// URL, got {params.get('url')!r}")
     return "; ".join(errors)
 
 
@@ -314,14 +322,19 @@ def http_probe(
     seen: MutableSequence[dict[str, Any]] | None = None,
     values: Sequence[str] | None = (),
     wall: Callable[[], float] = time.time,
+    host: str = "",
 ) -> Probe:
-    """One GET of url per call: (status, '') or (-1, why there was no answer). Each
-    probe is also appended to seen (seen_probe), with values masked."""
+    """One GET of url per call (with the Host header ``host`` when given): (status, '') or
+    (-1, why there was no answer). Each probe is also appended to seen (seen_probe), with
+    values masked."""
     opener = urllib.request.build_opener(_NoRedirect())
+    headers = {"Host": host} if host else {}
 
     def answer() -> tuple[int, str, str, bytes]:
         try:
-            with opener.open(url, timeout=timeout) as response:
+            # params_error lets only http:// and https:// URLs through
+            request = urllib.request.Request(url, headers=headers)  # noqa: S310
+            with opener.open(request, timeout=timeout) as response:
                 body = response.read(BODY_READ)
                 return int(response.status), "", response.headers.get("Location", ""), body
         except urllib.error.HTTPError as err:
@@ -362,7 +375,9 @@ def run(
             if why:
                 values = None
                 warnings.append(f"the probes' bodies are not shown: {why}")
-        probe = http_probe(params["url"], params["timeout"], seen, values)
+        probe = http_probe(
+            params["url"], params["timeout"], seen, values, host=params.get("host") or ""
+        )
     codes = healthy_codes(params["status_codes"])
     if params["mode"] == "ready":
         result = ready_loop(
