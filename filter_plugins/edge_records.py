@@ -4,15 +4,16 @@ provision.yml writes one record per app beside its switch file,
 ``<state dir>/<app_name>.json`` (one line of JSON)::
 
     {"app": "melk-ai", "proxy_port": 80, "tls_port": null, "server_names": [],
-     "port_block": [18000, 16]}
+     "port_block": [18000, 16], "front_host": "172.17.0.1"}
 
-``tls_port`` is null while TLS is off.  ``port_block`` is ``[first, count]``: the ports the
-app owns on the host.  Its *front* (the address nginx forwards to, see edge_upstream) is the
-whole block on the Docker bridge's gateway; its two slots publish ``first + 1`` and
-``first + 2`` on 127.0.0.1.  A new app gets the lowest free block at or above the first
-port; an app keeps its block for good (its record names it), so re-provisioning moves
-nothing.  A host provisioned before records existed has a switch file and no record: that
-app is taken to own the default block (``legacy_record``).
+``tls_port`` is null while TLS is off; ``front_host`` (the Docker bridge's gateway, read at
+provision) lets a deploy's switch skip reading it. ``port_block`` is ``[first, count]``: the
+ports the app owns on the host. Its *front* (the address nginx forwards to, see
+edge_upstream) is the whole block on the Docker bridge's gateway; its two slots publish
+``first + 1`` and ``first + 2`` on 127.0.0.1. A new app gets the lowest free block at or
+above the first port; an app keeps its block for good (its record names it), so re-
+provisioning moves nothing. A host provisioned before records existed has a switch file and
+no record: that app is taken to own the default block (``legacy_record``).
 
 Routing is by Host / SNI: apps share ``proxy_port`` (and ``proxy_tls_port``).  An app with
 no ``proxy_server_names`` is the default server of its ports; one with names answers only

@@ -1,6 +1,7 @@
 """Faults on the way to the switch, under load: the proxy's config made invalid
-on the host before a deploy, and the registry stopped during a deploy. Both
-must fail before the switch with a clear message and touch nothing serving."""
+on the host before a deploy (a deploy never reloads nginx, so it goes on), and the
+registry stopped during a deploy (it must fail before the switch with a clear
+message and touch nothing serving)."""
 
 from __future__ import annotations
 
@@ -23,37 +24,36 @@ SNAPSHOT = (
 )
 
 
-def test_invalid_proxy_config_fails_the_deploy_and_keeps_serving(
+def test_invalid_proxy_config_on_the_host_does_not_stop_a_deploy(
     bed: Bed, results: Results
 ) -> None:
-    serving = bed.served_version()
-    before = bed.sh(SNAPSHOT)
+    """A deploy never reloads nginx (the switch is an nftables rule), so an nginx
+    configuration broken on disk is not its concern: nginx goes on serving the one it
+    runs, the deploy succeeds without a reload, and a reload stays refused (the
+    drop-in runs nginx -t first) until the file is fixed."""
     bed.sh(f"echo 'this is not an nginx directive;' > {BROKEN}")
+    nginx = bed.sh(NGINX_PIDS).strip()
     try:
         with bed.traffic(0.5) as report:
             run = bed.playbook("deploy.yml", "-e", f"sha={bed.releases['v2']}")
             reload = bed.sh("systemctl reload nginx >/dev/null 2>&1; echo $?").strip()
-        after = bed.sh(SNAPSHOT)
         served = bed.served_version()
+        nginx_after = bed.sh(NGINX_PIDS).strip()
     finally:
         bed.sh(f"rm -f {BROKEN}")
-    lines = run.output.splitlines()
-    message = next((line.strip() for line in lines if "nginx configuration on" in line), "")
     results.add(
         "proxy config invalid on the host before a deploy",
-        "deploy fails with a clear message, reload refused, old config serves",
-        f"rc={run.rc}; `systemctl reload nginx` exit {reload}; serves {served};"
-        f" host unchanged: {after == before}; says: {message[:90]}",
+        "deploy succeeds without touching nginx (never reloaded), 0 failed; a reload stays refused",
+        f"rc={run.rc}; serves {served}; nginx processes unchanged: {nginx_after == nginx};"
+        f" `systemctl reload nginx` exit {reload}",
         report,
         run.seconds,
     )
-    assert run.rc != 0
-    assert "nginx configuration on this host is invalid" in run.output
-    assert BROKEN in run.output, "the message shows nginx -t's reason"
-    assert reload != "0", "nginx refuses a reload of an invalid config"
+    assert run.rc == 0, run.output[-4000:]
+    assert served == "v2"
     assert report.failed == [], report.summary()
-    assert served == serving
-    assert after == before, "nothing serving was touched (switch file, rule, history, containers)"
+    assert nginx_after == nginx, "a deploy reloaded or restarted nginx"
+    assert reload != "0", "nginx refuses a reload of an invalid config"
     assert bed.sh("nginx -t >/dev/null 2>&1 && echo ok").strip() == "ok"
 
 

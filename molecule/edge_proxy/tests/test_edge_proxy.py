@@ -112,7 +112,7 @@ def test_site_forwards_to_the_front_address(host, gateway):
     assert "upstream" not in site.content_string.split("server {", 1)[1]
 
 
-def test_the_app_records_its_port_block_and_the_host_has_no_catch_all(host):
+def test_the_app_records_its_port_block_and_the_host_has_no_catch_all(host, gateway):
     """The only app, without server names: the default server, owner of the first block."""
     record = host.file("/etc/nginx/edge-proxy/melk-ai.json")
     assert record.mode == 0o644
@@ -122,6 +122,7 @@ def test_the_app_records_its_port_block_and_the_host_has_no_catch_all(host):
         "tls_port": None,
         "server_names": [],
         "port_block": [FRONT_PORT, FRONT_PORTS],
+        "front_host": gateway,
     }
     catch_all = host.file("/etc/nginx/conf.d/00-edge-proxy-catch-all.conf").content_string
     assert "server {" not in catch_all
