@@ -137,6 +137,7 @@ def test_deploy_check_diff_prints_the_plan_and_changes_nothing(bed: Bed) -> None
     assert "DRY RUN on melk-e2e" in text and "This deploy would:" in text, text[-3000:]
     assert f"start {v3} in slot" in text
     assert "image would be pulled" in text
+    assert "login none (no app_registry_username given)" in text  # no credentials here
     assert "app.env would change" in text
     assert re.search(
         rf"proxy switch from slot (blue|green) \({v2}\) to slot (blue|green) \({v3}\)", text

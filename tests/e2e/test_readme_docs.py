@@ -158,22 +158,40 @@ def outputs() -> list[str]:
     return []
 
 
-def playbook_line(word: str) -> str:
-    """The one line of the block `playbooks` that holds `word`."""
-    found = [line for line in block_lines("playbooks") if word in line]
-    assert len(found) == 1, (word, found)
+# The lines of the README's block `playbooks`, by what they do.
+PLAYBOOK_LINES = {
+    "provision": r"provision\.yml$",
+    "deploy": r"deploy\.yml -e sha=\$\(git rev-parse HEAD[^)]*\)$",
+    "deploy short": r"deploy\.yml -e sha=\$\(git rev-parse --short=7 HEAD\)$",
+    "rollback": r"rollback\.yml$",
+    "rollback example": r"rollback\.yml -e sha=1a2b3c4d$",
+    "status": r"status\.yml$",
+}
+
+
+def playbook_line(name: str) -> str:
+    """The one line of the block `playbooks` that PLAYBOOK_LINES[name] finds."""
+    pattern = PLAYBOOK_LINES[name]
+    found = [line for line in block_lines("playbooks") if re.search(pattern, line)]
+    assert len(found) == 1, (pattern, found)
     return found[0]
 
 
+def test_each_line_of_the_block_is_run_below() -> None:
+    assert sorted(playbook_line(name) for name in PLAYBOOK_LINES) == sorted(
+        block_lines("playbooks")
+    )
+
+
 def test_provision_as_written(vault_docs: Workspace, outputs: list[str]) -> None:
-    rc, output = run_line(vault_docs, playbook_line("provision.yml"), outputs)
+    rc, output = run_line(vault_docs, playbook_line("provision"), outputs)
     assert rc == 0, output[-4000:]
 
 
 def test_deploy_as_written_serves_with_the_vaults_value(
     bed: Bed, vault_docs: Workspace, head: str, outputs: list[str]
 ) -> None:
-    rc, output = run_line(vault_docs, playbook_line("-e sha=$(git rev-parse HEAD)"), outputs)
+    rc, output = run_line(vault_docs, playbook_line("deploy"), outputs)
     assert rc == 0, output[-4000:]
     assert bed.state()["current"]["sha"] == head
     assert bed.served_version() == "readme"  # through the edge proxy's port 80
@@ -183,7 +201,7 @@ def test_deploy_as_written_serves_with_the_vaults_value(
 def test_deploy_of_the_short_tag_as_written(
     bed: Bed, vault_docs: Workspace, head: str, outputs: list[str]
 ) -> None:
-    rc, output = run_line(vault_docs, playbook_line("--short=7"), outputs)
+    rc, output = run_line(vault_docs, playbook_line("deploy short"), outputs)
     assert rc == 0, output[-4000:]
     assert bed.state()["current"]["sha"] == head[:7]
     assert bed.served_version() == "readme"
@@ -193,7 +211,7 @@ def test_deploy_of_the_short_tag_as_written(
 def test_rollback_as_written_goes_to_the_previous_release(
     bed: Bed, vault_docs: Workspace, head: str, outputs: list[str]
 ) -> None:
-    rc, output = run_line(vault_docs, playbook_line("# the previous release"), outputs)
+    rc, output = run_line(vault_docs, playbook_line("rollback"), outputs)
     assert rc == 0, output[-4000:]
     assert bed.state()["current"]["sha"] == head
     assert bed.served_version() == "readme"
@@ -204,7 +222,7 @@ def test_rollback_to_the_readmes_example_sha_names_the_retained_releases(
     bed: Bed, vault_docs: Workspace, head: str, outputs: list[str]
 ) -> None:
     # 1a2b3c4d is the README's example of a prefix: no release here has it.
-    rc, output = run_line(vault_docs, playbook_line("rollback.yml -e sha="), outputs)
+    rc, output = run_line(vault_docs, playbook_line("rollback example"), outputs)
     assert rc != 0
     assert "matches no retained release; retained releases:" in output, output[-4000:]
     assert head[:12] in output.split("matches no retained release", 1)[1]
@@ -213,7 +231,7 @@ def test_rollback_to_the_readmes_example_sha_names_the_retained_releases(
 
 
 def test_status_as_written(bed: Bed, vault_docs: Workspace, head: str, outputs: list[str]) -> None:
-    rc, output = run_line(vault_docs, playbook_line("status.yml"), outputs)
+    rc, output = run_line(vault_docs, playbook_line("status"), outputs)
     assert rc == 0, output[-4000:]
     assert head[:12] in output
 
