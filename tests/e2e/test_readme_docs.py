@@ -83,7 +83,7 @@ def lay_out(root: Path, server: Server) -> Workspace:
     workspace = make_workspace(
         root,
         f"vault_openrouter_api_key: {VAULT_SECRET}\n",
-        ANSIBLE_SSH_CONTROL_PATH_DIR=tempfile.mkdtemp(prefix="d14cp-"),
+        ANSIBLE_SSH_CONTROL_PATH_DIR=tempfile.mkdtemp(prefix="readme-cp-"),
     )
     rc, output = workspace.at_a_terminal(readme_block("vault-layout"))
     assert rc == 0, output
