@@ -104,10 +104,12 @@ e2e: testbed ## end-to-end over SSH with a registry and load
 
 # The option and operations tests (hooks, force, fleet without rollback,
 # status, logs, run, dry runs, maintenance mode, the release command,
-# diagnostics) and the registry login (last: it adds a registry that requires a
-# login to the server's engine) run in another lane than e2e-main, on servers
-# (and a fleet) and registries of their own.
-E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py tests/e2e/test_release.py tests/e2e/test_registry_login.py
+# diagnostics), the README's commands run as written (the vault steps; the
+# cut-over from the seed's compose stack, on a server of its own, SERVER-cut) and
+# the registry login (last: it adds a registry that requires a login to the
+# server's engine) run in another lane than e2e-main, on servers (and a fleet)
+# and registries of their own.
+E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py tests/e2e/test_release.py tests/e2e/test_readme_docs.py tests/e2e/test_registry_login.py
 # TLS (supplied certificate on three hosts, ACME from a local Pebble) on servers
 # and a registry of its own.
 E2E_TLS := tests/e2e/test_tls.py

@@ -6,7 +6,7 @@ Plain, pure functions (no I/O, inputs never mutated), each exposed by ``FilterMo
 its own name, so they are unit tested without Ansible (tests/unit/test_registry_login.py).
 Like the other validators, ``registry_credentials_error`` returns ``''`` when the input is
 valid and otherwise a one-line message that names the variables; it never contains the
-password.
+password. ``registry_login_plan`` is the dry run's (--check) line on the login.
 """
 
 from __future__ import annotations
@@ -80,6 +80,20 @@ def registry_credentials_error(username: object, password: object) -> str:
     return ""
 
 
+def registry_login_plan(image: str, username: object, pull: bool) -> str:
+    """The dry run's line on the registry login (after its 'login    ' label): what a deploy
+    of an image from app_image's repository would do, as the login tasks decide it. A login
+    happens when credentials are given (a username: the pair was checked on the controller)
+    and the image is to be pulled (`pull`: not on the host, and the action pulls). Never
+    given the password, it cannot show it."""
+    if not _given(username):
+        return "none (no app_registry_username given)"
+    registry = image_registry(image)
+    if not pull:
+        return f"none needed: no pull (credentials for {registry} given)"
+    return f"would log in to {registry} as {username} (the deploy user's Docker client), then pull"
+
+
 class FilterModule:
     """Ansible filter plugin: each function above under its own name."""
 
@@ -88,5 +102,6 @@ class FilterModule:
             image_registry,
             registry_login_url,
             registry_credentials_error,
+            registry_login_plan,
         )
         return {function.__name__: function for function in functions}

@@ -78,3 +78,14 @@ def build_release(
             raise TestbedError(f"pushing {ref} failed: {pushed.stderr[-2000:]}")
     log(f"sample app {version} ({mode}) built as {sha[:12]}")
     return sha
+
+
+def publish_tags(sha: str, *tags: str) -> None:
+    """Push the release `sha` (built and pushed already) under more tags, as
+    docker-publish tags a commit's image (its full sha and its first 7 characters)."""
+    for tag in tags:
+        ref = push_ref(tag)
+        for command in (["docker", "tag", push_ref(sha), ref], ["docker", "push", ref]):
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise TestbedError(f"{' '.join(command[:2])} {ref} failed: {result.stderr[-2000:]}")

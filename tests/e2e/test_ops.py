@@ -134,9 +134,10 @@ def test_deploy_check_diff_prints_the_plan_and_changes_nothing(bed: Bed) -> None
     assert bed.served_version() == "v2"
     v2, v3 = bed.releases["v2"][:12], bed.releases["v3"][:12]
     text = flat(run)
-    assert "DRY RUN on melk-e2e" in text and "This deploy would:" in text, text[-3000:]
+    assert f"DRY RUN on {bed.server.name}" in text and "This deploy would:" in text, text[-3000:]
     assert f"start {v3} in slot" in text
     assert "image would be pulled" in text
+    assert "login none (no app_registry_username given)" in text  # no credentials here
     assert "app.env would change" in text
     assert re.search(
         rf"proxy switch from slot (blue|green) \({v2}\) to slot (blue|green) \({v3}\)", text
@@ -151,7 +152,7 @@ def test_rollback_check_prints_the_plan_and_changes_nothing(bed: Bed) -> None:
     assert bed.served_version() == "v2"
     v1, v2 = bed.releases["v1"][:12], bed.releases["v2"][:12]
     text = flat(run)
-    assert "DRY RUN on melk-e2e" in text and "This rollback would:" in text, text[-3000:]
+    assert f"DRY RUN on {bed.server.name}" in text and "This rollback would:" in text, text[-3000:]
     # v1 runs on as the standby since v2's deploy: the rollback is a switch to it
     assert f"use the standby {v1}, already running in slot" in text
     assert "image already on the host, no pull" in text

@@ -152,6 +152,21 @@ def test_half_a_pair_is_refused_before_any_host_is_touched(bed: Bed, auth: Auth)
     assert serving_snapshot(bed) == before
 
 
+def test_the_dry_run_says_it_would_log_in_and_changes_nothing(bed: Bed, auth: Auth) -> None:
+    before = serving_snapshot(bed)
+    run = deploy(bed, auth, "v2", "--check", "-e", f"@{auth.credentials}")
+    assert run.rc == 0, run.output[-4000:]
+    text = " ".join(run.output.split())
+    assert "This deploy would:" in text and "image would be pulled" in text, text[-3000:]
+    assert (
+        f"login would log in to {auth.registry.pull_address()} as {USERNAME} "
+        "(the deploy user's Docker client), then pull"
+    ) in text
+    assert serving_snapshot(bed) == before
+    # no login happened
+    assert auth.registry.pull_address() not in bed.sh(f"cat {CONFIG} 2>/dev/null; true")
+
+
 def test_deploy_with_credentials_logs_the_deploy_user_in_and_serves(bed: Bed, auth: Auth) -> None:
     run = deploy(bed, auth, "v2", "-e", f"@{auth.credentials}")
     assert run.rc == 0, run.output[-4000:]

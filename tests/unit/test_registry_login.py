@@ -3,15 +3,23 @@ its login is kept under, and the credentials given as a pair (never echoing the 
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from playbook_harness import ANSIBLE_PLAYBOOK, ROOT, json_result, playbook_env
 from registry_login import (
     DOCKER_HUB,
     DOCKER_HUB_LOGIN,
     FilterModule,
     image_registry,
     registry_credentials_error,
+    registry_login_plan,
     registry_login_url,
 )
 
@@ -160,4 +168,156 @@ def test_the_filters_are_exposed_under_their_names() -> None:
         "image_registry",
         "registry_login_url",
         "registry_credentials_error",
+        "registry_login_plan",
     }
+
+
+@pytest.mark.parametrize(
+    ("image", "username", "pull", "line"),
+    [
+        (
+            "ghcr.io/acme/melk-ai",
+            "ci-bot",
+            True,
+            "would log in to ghcr.io as ci-bot (the deploy user's Docker client), then pull",
+        ),
+        (
+            "registry.test:5000/melk-ai",
+            "ci-bot",
+            True,
+            "would log in to registry.test:5000 as ci-bot (the deploy user's Docker client), "
+            "then pull",
+        ),
+        (
+            "acme/melk-ai",
+            "ci-bot",
+            True,
+            "would log in to docker.io as ci-bot (the deploy user's Docker client), then pull",
+        ),
+        (
+            "ghcr.io/acme/melk-ai",
+            "ci-bot",
+            False,
+            "none needed: no pull (credentials for ghcr.io given)",
+        ),
+        ("ghcr.io/acme/melk-ai", "", True, "none (no app_registry_username given)"),
+        ("ghcr.io/acme/melk-ai", None, False, "none (no app_registry_username given)"),
+    ],
+)
+def test_the_dry_runs_login_line_says_what_the_login_tasks_would_do(
+    image: str, username: object, pull: bool, line: str
+) -> None:
+    assert registry_login_plan(image, username, pull) == line
+
+
+def plan_task() -> dict[str, Any]:
+    """The dry run's plan task of the role's step 4, as main.yml has it."""
+
+    def tasks(node: object) -> Iterator[dict[str, Any]]:
+        for item in node if isinstance(node, list) else []:
+            if isinstance(item, dict):
+                yield item
+                for key in ("block", "rescue", "always"):
+                    yield from tasks(item.get(key))
+
+    path = ROOT / "roles" / "app_deploy" / "tasks" / "main.yml"
+    found = [t for t in tasks(yaml.safe_load(path.read_text())) if t.get("name") == PLAN_TASK]
+    assert len(found) == 1, f"{path} has no task {PLAN_TASK!r}"
+    return found[0]
+
+
+PLAN_PASSWORD = "pA55-plan-s3cret"  # a test value that must never be printed
+PLAN_TASK = "Show what this run would do (check mode)"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+# What the role knows when it prints the plan (a deploy of SHA into the green slot,
+# blue serving): the facts of its steps 2-4.
+PLAN_FACTS: dict[str, Any] = {
+    "app_deploy_action": "deploy",
+    "app_deploy_name": "melk-ai",
+    "app_deploy_dir": "/opt/melk-ai",
+    "app_deploy_image": "registry.test:5000/melk-ai",
+    "app_deploy_env": None,
+    "app_deploy_pull": True,
+    "app_deploy_noop": False,
+    "app_deploy_standby_switch": False,
+    "app_deploy_release_command": [],
+    "app_deploy_health_path": "/health",
+    "app_deploy_proxy_port": 80,
+    "app_deploy_verify_seconds": 10,
+    "app_deploy_current": {"sha": "f" * 40, "slot": "blue"},
+    "app_deploy_target": {"sha": SHA, "slot": "green", "port": 18002},
+    "__app_deploy_keeps_standby": True,
+    "__app_deploy_lock": {"image_tags": [], "checksums": {"/opt/melk-ai/app.env": "ab12"}},
+    "app_deploy_registry_username": "",
+    "app_deploy_registry_password": "",
+}
+
+
+def dry_run_plan(tmp_path: Path, **facts: Any) -> list[str]:
+    """The plan the role's task prints in check mode, run on the controller with PLAN_FACTS
+    and `facts` (the password in them must not appear in any output)."""
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "connection": "local",
+        "vars": {**PLAN_FACTS, **facts},
+        "tasks": [plan_task()],
+    }
+    playbook = tmp_path / "plan.yml"
+    playbook.write_text(yaml.safe_dump([play]))
+    result = subprocess.run(
+        [ANSIBLE_PLAYBOOK, "-i", "localhost,", "--check", str(playbook)],
+        cwd=ROOT,
+        env=playbook_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    password = str(facts.get("app_deploy_registry_password", ""))
+    assert not password or password not in result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    task = json_result(result.stdout, result.stderr)["plays"][0]["tasks"][0]
+    return list(task["hosts"]["localhost"]["msg"])
+
+
+@pytest.mark.playbook
+def test_the_dry_run_plan_says_it_would_log_in_never_with_the_password(tmp_path: Path) -> None:
+    plan = dry_run_plan(
+        tmp_path, app_deploy_registry_username="ci-bot", app_deploy_registry_password=PLAN_PASSWORD
+    )
+    image = plan.index("image    would be pulled")
+    assert plan[image + 1] == (
+        "login    would log in to registry.test:5000 as ci-bot (the deploy user's Docker "
+        "client), then pull"
+    )
+
+
+@pytest.mark.playbook
+@pytest.mark.parametrize(
+    ("facts", "line"),
+    [
+        ({}, "login    none (no app_registry_username given)"),
+        (
+            {
+                "app_deploy_registry_username": "ci-bot",
+                "app_deploy_registry_password": PLAN_PASSWORD,
+                "__app_deploy_lock": {"image_tags": [SHA], "checksums": {}},
+            },
+            "login    none needed: no pull (credentials for registry.test:5000 given)",
+        ),
+        (
+            {
+                "app_deploy_registry_username": "ci-bot",
+                "app_deploy_registry_password": PLAN_PASSWORD,
+                "app_deploy_action": "rollback",
+                "app_deploy_pull": False,
+            },
+            "login    none needed: no pull (credentials for registry.test:5000 given)",
+        ),
+    ],
+)
+def test_the_dry_run_plan_says_when_no_login_would_happen(
+    tmp_path: Path, facts: dict[str, Any], line: str
+) -> None:
+    assert line in dry_run_plan(tmp_path, **facts)
