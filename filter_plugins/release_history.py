@@ -526,6 +526,28 @@ def images_to_prune(
     return result
 
 
+def images_to_prune_at_start(
+    state: object,
+    entry: Mapping[str, Any],
+    keep: int,
+    image_repo: str,
+    present: Sequence[str] | str,
+) -> list[str]:
+    """The images a run can remove as it starts its release, before it knows how it ends:
+    those of ``present`` (host mode of images_to_prune: a deploy passes the repository's
+    tags on the host, so an image left behind by an earlier run goes too) that neither
+    outcome retains, the run's ``entry`` recorded as succeeded or as failed.  A failed run
+    thus never loses an image it would have kept (the release that keeps serving and the
+    ones before it); an image only a success drops goes with the next run."""
+    outcomes = [
+        images_to_prune(
+            record_release(state, {**entry, "status": status}, keep), keep, image_repo, present
+        )
+        for status in ("succeeded", "failed")
+    ]
+    return [ref for ref in outcomes[0] if ref in set(outcomes[1])]
+
+
 def history_lines(state: object, limit: int = 10) -> list[str]:
     """One line per history entry, newest first, at most limit lines, for status output.
 
@@ -578,6 +600,7 @@ class FilterModule:
             previous_release,
             resolve_release,
             images_to_prune,
+            images_to_prune_at_start,
             history_lines,
             failed_hosts,
         )

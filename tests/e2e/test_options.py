@@ -303,6 +303,25 @@ def test_a_rollback_to_a_release_whose_image_is_gone_is_refused(bed: Bed) -> Non
     assert bed.served_version() == "v1"
 
 
+def test_a_deploy_removes_as_it_starts_only_the_images_no_outcome_retains(bed: Bed) -> None:
+    """With one release retained and no standby: deploying v3 over v2 (v1 before it)
+    removes v1's image as v3 starts; v2's stays, since a failed v3 would keep v2."""
+    options = ("-e", "app_deploy_keep_releases=1", "-e", "app_keep_standby=false")
+    serve(bed, "v1")
+    run = deploy(bed, "v2", *options)
+    assert run.rc == 0, run.output[-4000:]
+    run = deploy(bed, "v3", *options)
+    assert run.rc == 0, run.output[-4000:]
+    tags = bed.sh(f"docker images --format '{{{{.Tag}}}}' {app.pull_repository()}").split()
+    assert bed.releases["v1"] not in tags
+    assert bed.releases["v2"] in tags and bed.releases["v3"] in tags
+    assert "Retire the old release" in run.output  # no standby: the old one is stopped
+    assert "melk-ai-" + bed.state()["current"]["slot"] in bed.sh("docker ps --format '{{.Names}}'")
+    # v1 serves again for the tests below, with the default options
+    run = deploy(bed, "v1")
+    assert run.rc == 0, run.output[-4000:]
+
+
 # --------------------------------------------------------------------------- secrets in output
 
 

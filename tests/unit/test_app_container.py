@@ -78,6 +78,22 @@ def test_started_in_an_empty_slot_runs_the_new_one() -> None:
     assert docker.calls == [["docker", "rm", "--force", NAME], RUN, ADDRESS]
 
 
+def test_started_removes_the_images_it_is_given_once_the_new_one_runs() -> None:
+    docker = Docker(
+        (["docker", "run"], (0, "f00d\n", "")), (["docker", "image", "rm", "old:1"], IN_USE)
+    )
+    result = run({**STARTED, "remove_images": ["old:1", "older:1"]}, False, docker)
+    assert result["removed_images"] == ["older:1"]
+    assert result["warnings"] == [f"image old:1 was kept: {IN_USE[2].strip()}"]
+    assert docker.calls == [
+        ["docker", "rm", "--force", NAME],
+        RUN,
+        ADDRESS,
+        ["docker", "image", "rm", "old:1"],
+        ["docker", "image", "rm", "older:1"],
+    ]
+
+
 def test_a_started_container_without_an_address_reports_none() -> None:
     docker = Docker((["docker", "inspect"], (1, "", "Error: No such container\n")))
     assert run(STARTED, False, docker)["ip"] == ""

@@ -395,6 +395,43 @@ def test_prune_includes_failed_never_current() -> None:
     ]
 
 
+def test_at_start_only_images_that_neither_outcome_retains_are_pruned() -> None:
+    """Five releases A..E retained (keep 5), F starting: a success would drop A, a
+    failure keeps it (F is not retained then): A stays until the next run. An image
+    no history names (Z) and one the history already dropped go at once."""
+    state = deploys(A, B, C, D, E, keep=5)
+    z = full_sha(0xEE)
+    present = [f"{REPO}:{sha}" for sha in (A, B, C, D, E, F, z)]
+    new = entry(F, slot=other_slot(state["current"]["slot"]))
+    assert release_history.images_to_prune_at_start(state, new, 5, REPO, present) == [f"{REPO}:{z}"]
+    # what the success then leaves for the next run: A
+    after = record_release(state, new, 5)
+    assert images_to_prune(after, 5, REPO, present) == [f"{REPO}:{A}", f"{REPO}:{z}"]
+    # keep 1: a success keeps F only, a failure E only; A..D go now, E and F stay
+    assert release_history.images_to_prune_at_start(state, new, 1, REPO, present) == [
+        f"{REPO}:{sha}" for sha in (A, B, C, D, z)
+    ]
+
+
+@given(st.integers(min_value=1, max_value=4), st.integers(min_value=0, max_value=6))
+def test_at_start_a_pruned_image_is_one_both_outcomes_drop(keep: int, count: int) -> None:
+    shas = [full_sha(0xB0 + n) for n in range(count)]
+    state = deploys(*shas, keep=keep) if shas else release_state(None)
+    target = full_sha(0xC0)
+    present = [f"{REPO}:{sha}" for sha in [*shas, target]]
+    new = entry(target, slot=other_slot(state["current"]["slot"] if state["current"] else None))
+    pruned = release_history.images_to_prune_at_start(state, new, keep, REPO, present)
+    for status in ("succeeded", "failed"):
+        kept = {
+            item["image"]
+            for item in retained_releases(
+                record_release(state, {**new, "status": status}, keep), keep
+            )
+        }
+        assert not kept & set(pruned), status
+    assert f"{REPO}:{target}" not in pruned
+
+
 def test_prune_host_mode_needs_repo() -> None:
     state = deploys(A)
     with pytest.raises(AnsibleFilterError, match="image_repo is required"):
@@ -442,6 +479,7 @@ def test_filter_module_exposes_the_history_filters() -> None:
         "previous_release",
         "resolve_release",
         "images_to_prune",
+        "images_to_prune_at_start",
         "history_lines",
         "failed_hosts",
     }

@@ -81,12 +81,13 @@ options:
     type: int
     default: 10
   remove_images:
-    description: With O(state=absent), images to remove after the container is gone.
+    description: Images to remove once the container is gone (O(state=absent)) or once the new
+      one runs (O(state=started)); an image in use is kept with a warning.
     type: list
     elements: str
     default: []
   keep_images_of:
-    description: With O(state=absent), release histories (C(releases.json) files, glob patterns)
+    description: With O(remove_images), release histories (C(releases.json) files, glob patterns)
       of the other apps on the host; an image of O(remove_images) that one of them names (its
       current release or an entry) is kept, so that apps sharing an image repository never
       remove each other's retained releases.
@@ -144,7 +145,7 @@ container_id:
   type: str
 removed_images:
   description: The images of O(remove_images) that were removed.
-  returned: when O(state=absent)
+  returned: when O(state=absent), or O(state=started) with O(remove_images)
   type: list
   elements: str
 """
@@ -262,7 +263,10 @@ def start(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[s
     # Its address, for the edge's switch (one docker call here instead of a task there);
     # '' when it has none (it exited at once): the switch then reads it itself.
     rc_ip, ip, _err = runner(address_argv(name))
-    return {"changed": True, "container_id": out.strip(), "ip": ip.strip() if rc_ip == 0 else ""}
+    result = {"changed": True, "container_id": out.strip(), "ip": ip.strip() if rc_ip == 0 else ""}
+    if params.get("remove_images"):
+        result["removed_images"], result["warnings"] = remove_images(prunable(params), runner)
+    return result
 
 
 def stop(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[str, Any]:
