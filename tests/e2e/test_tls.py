@@ -298,13 +298,24 @@ def test_http_redirects_except_the_acme_challenge_path(acme: Acme) -> None:
     assert missing.status == 404, missing
 
 
+RENEWAL_CONF = "/etc/letsencrypt/renewal/melk-ai.conf"
+EDGE_HOOK = "renew_hook = /usr/local/sbin/edge-proxy-certificate /etc/nginx/tls"
+
+
 def test_provisioning_again_keeps_the_certificate_not_yet_due(acme: Acme) -> None:
+    """And gives a certificate obtained by an earlier version of the role (its renewal
+    hook reloaded nginx) the edge's hook, which reloads nothing."""
+    bed = acme.bed
+    assert EDGE_HOOK in bed.sh(f"cat {RENEWAL_CONF}")
+    bed.sh(f"sed -i 's|^renew_hook = .*|renew_hook = systemctl reload nginx|' {RENEWAL_CONF}")
     before = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
-    run = acme.bed.playbook("provision.yml")
+    run = bed.playbook("provision.yml")
     assert run.rc == 0, run.output[-4000:]
     assert "ok: [" in run.output.split("Obtain the ACME certificate", 1)[1].split("TASK", 1)[0]
     after = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
     assert after.serial_number == before.serial_number
+    hooks = [line for line in bed.sh(f"cat {RENEWAL_CONF}").splitlines() if "renew_hook" in line]
+    assert hooks == [EDGE_HOOK]
 
 
 def test_renewal_under_https_load_is_served_at_once_without_a_reload(acme: Acme) -> None:
@@ -314,8 +325,7 @@ def test_renewal_under_https_load_is_served_at_once_without_a_reload(acme: Acme)
     request fails."""
     bed = acme.bed
     assert bed.sh("systemctl is-enabled certbot.timer").strip() == "enabled"
-    renewal = bed.sh("cat /etc/letsencrypt/renewal/melk-ai.conf")
-    assert "renew_hook = /usr/local/sbin/edge-proxy-certificate /etc/nginx/tls" in renewal
+    assert EDGE_HOOK in bed.sh(f"cat {RENEWAL_CONF}")
     before = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
     pids = nginx_pids(bed)
     with https_load(acme.https_port) as load:
