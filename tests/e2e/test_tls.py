@@ -211,6 +211,20 @@ def test_replaced_certificate_is_served_without_a_reload_and_no_key_is_ever_prin
         assert line not in outputs
 
 
+def test_turning_tls_off_serves_plain_http_and_removes_the_certificate_file(
+    supplied: Supplied,
+) -> None:
+    """Provisioned without the TLS settings: plain HTTP proxies again, and the file that
+    held the key is gone once nginx no longer names it."""
+    bed = supplied.bed
+    run = bed.playbook("provision.yml")
+    assert run.rc == 0, run.output[-4000:]
+    for server in bed.servers:
+        answer = http_get(server.http_port, "/version", NAME)
+        assert answer.status == 200, (server.name, answer)
+        assert bed.sh("ls -A /etc/nginx/tls", server.name).split() == [], server.name
+
+
 # ----------------------------------------------------------------- ACME (Pebble)
 
 
