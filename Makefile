@@ -121,8 +121,9 @@ e2e-extra: testbed
 	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_SERVER=melk-e2e-2 MELK_E2E_FLEET=melk-e2e-xf MELK_REGISTRY_NAME=registry-extra $(E2E_PYTEST) $(E2E_EXTRA)
 
 e2e-tls: testbed ## HTTPS end-to-end: a supplied certificate on three hosts, ACME from Pebble
-	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_TLS_SERVER=melk-e2e-tls MELK_E2E_TLS_FLEET=melk-e2e-tlsf \
-	  MELK_REGISTRY_NAME=registry-tls $(E2E_PYTEST) $(E2E_TLS)
+	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_TLS_SERVER=$${MELK_E2E_TLS_SERVER:-melk-e2e-tls} \
+	  MELK_E2E_TLS_FLEET=$${MELK_E2E_TLS_FLEET:-melk-e2e-tlsf} MELK_REGISTRY_NAME=$${MELK_REGISTRY_NAME:-registry-tls} \
+	  $(E2E_PYTEST) $(E2E_TLS)
 
 e2e-fleet: testbed
 	eval "$$($(BIN)/python -m testbed env)"; MELK_REGISTRY_NAME=registry-fleet $(E2E_PYTEST) $(E2E_FLEET)

@@ -28,6 +28,8 @@ MAX_SECONDS = 900
 
 # Counts the non-2xx answers by the release that sent them (the sample app's X-Release).
 SCRIPT = Path(__file__).with_name("lua") / "by_release.lua"
+# The server closes the connection after each answer; wrk then reconnects.
+NEW_CONNECTIONS = ("Connection: close",)
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _DURATION = r"([0-9.]+)(us|ms|s|m|h)"
 
@@ -74,18 +76,25 @@ def command(
     threads: int = THREADS,
     seconds: int = MAX_SECONDS,
     timeout_s: int = TIMEOUT_S,
+    headers: tuple[str, ...] = (),
     host: str = "",
 ) -> list[str]:
-    """The wrk command line: keep-alive connections, latency percentiles; with `host`,
-    its Host header (an app the edge routes by name)."""
+    """The wrk command line: keep-alive connections, latency percentiles. With
+    `NEW_CONNECTIONS` as headers, wrk opens a new connection (over https, a full TLS
+    handshake) for every request instead; with `host`, its Host header (an app the edge
+    routes by name)."""
     return [
         "wrk",
         f"-t{threads}",
         f"-c{connections}",
         f"-d{seconds}s",
         f"--timeout={timeout_s}s",
-        *(["-H", f"Host: {host}"] if host else []),
         "--latency",
+        *(
+            arg
+            for header in ((f"Host: {host}",) if host else ()) + headers
+            for arg in ("-H", header)
+        ),
         "--script",
         str(SCRIPT),
         url,
@@ -140,12 +149,16 @@ class KeepAlive:
 
 @contextmanager
 def keepalive_load(
-    url: str, lead: float = 1.0, host: str = "", **options: int
+    url: str,
+    lead: float = 1.0,
+    headers: tuple[str, ...] = (),
+    host: str = "",
+    **options: int,
 ) -> Iterator[KeepAlive]:
-    """wrk against url (Host header `host` when given) while the body runs, `lead`
-    seconds of it before and after."""
+    """wrk against url (with `headers`, and the Host header `host` when given) while the
+    body runs, `lead` seconds of it before and after."""
     process = subprocess.Popen(  # nosec B603: a fixed command line
-        command(url, host=host, **options),
+        command(url, headers=headers, host=host, **options),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

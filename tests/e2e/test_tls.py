@@ -2,6 +2,12 @@
 hosts, and a certificate issued by Pebble (a real ACME server, HTTP-01 validated against
 the server's nginx) served, renewed and verified against Pebble's root.
 
+nginx reads its certificate file at each TLS handshake (a variable in ssl_certificate), so
+a renewed or replaced certificate is served without a reload, which would close every idle
+keep-alive connection: the renewal, the replacement, a deploy and a rollback run under wrk
+over HTTPS, 64 keep-alive connections beside 8 that open a new connection (a full TLS
+handshake) per request, and must cost no request.
+
 Their servers are their own (MELK_E2E_TLS_SERVER, default melk-e2e-tls, with port 443
 published; MELK_E2E_TLS_FLEET, default melk-e2e-tlsf1..3, with 8443), so the file runs
 beside the rest of the e2e suite (make e2e-tls).
@@ -13,8 +19,8 @@ import json
 import os
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +30,7 @@ from cryptography import x509
 from testbed import app, engine, images, registry, servers
 from testbed.bed import E2E_DIR, GROUP_VARS, Bed, start_bed, stop_bed
 from testbed.tls import ACME_HOST, Pebble, Pem, http_get, https_get, issue, make_ca, write_private
+from testbed.wrk import NEW_CONNECTIONS, KeepAlive, WrkResult, keepalive_load
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +46,48 @@ def v1() -> str:
     images.build_all(["server-provisioned", "app-base"])
     registry.start()
     return app.build_release("v1")
+
+
+@dataclass
+class HttpsLoad:
+    """wrk over HTTPS: keep-alive connections and new-connection ones; filled in on exit."""
+
+    kept: KeepAlive
+    new: KeepAlive
+
+    def results(self) -> tuple[WrkResult, WrkResult]:
+        assert self.kept.result is not None and self.new.result is not None
+        return self.kept.result, self.new.result
+
+
+@contextmanager
+def https_load(port: int) -> Iterator[HttpsLoad]:
+    """64 keep-alive connections and 8 new-connection ones to https://127.0.0.1:port/version
+    while the block runs (wrk sends SNI 127.0.0.1: the port's only HTTPS server answers)."""
+    url = f"https://127.0.0.1:{port}/version"
+    with (
+        keepalive_load(url) as kept,
+        keepalive_load(url, headers=NEW_CONNECTIONS, connections=8) as new,
+    ):
+        yield HttpsLoad(kept, new)
+
+
+def assert_nothing_failed(load: HttpsLoad) -> None:
+    for result in load.results():
+        print(result.summary())
+        assert result.requests > 100, result.summary()
+        assert result.socket_errors == 0, result.summary()
+        assert result.non_2xx == 0, result.summary()
+
+
+def nginx_pids(bed: Bed, host: str | None = None) -> str:
+    """nginx's master and workers: the same pids when nginx did not reload."""
+    return bed.sh("pgrep -d, nginx", host).strip()
+
+
+@pytest.fixture(scope="module")
+def v2(v1: str) -> str:
+    return app.build_release("v2")
 
 
 def key_lines(key: str) -> list[str]:
@@ -129,27 +178,51 @@ def test_plain_http_redirects_to_https_keeping_the_tls_port(supplied: Supplied) 
         assert answer.headers["location"] == f"https://{NAME}:{FLEET_TLS_PORT}/version?x=1"
 
 
-def test_replaced_certificate_is_served_and_no_key_is_ever_printed(supplied: Supplied) -> None:
-    """A new certificate and key (from the same CA), provisioned with --diff: the
-    key file changes, so its content would show in the diff but for no_log."""
+def test_replaced_certificate_is_served_without_a_reload_and_no_key_is_ever_printed(
+    supplied: Supplied,
+) -> None:
+    """A new certificate and key (from the same CA), provisioned with --diff under wrk over
+    HTTPS on the first host: served from the next handshake on, nginx not reloaded, no
+    request lost. The file changes, so the key would show in the diff but for no_log."""
     bed = supplied.bed
     ca = supplied.ca
     renewed = issue(ca, [NAME])
     settings = {**json.loads(supplied.vars_file.read_text())}
     settings.update(proxy_tls_certificate=renewed.certificate, proxy_tls_key=renewed.key)
     vars_file = write_private(TLS_DIR / "supplied-vars-2.json", json.dumps(settings))
-    run = bed.playbook("provision.yml", "-e", f"@{vars_file}", "--diff", "-v")
+    pids = {server.name: nginx_pids(bed, server.name) for server in bed.servers}
+    with https_load(servers.published(bed.server.name, FLEET_TLS_PORT)) as load:
+        run = bed.playbook("provision.yml", "-e", f"@{vars_file}", "--diff", "-v")
     assert run.rc == 0, run.output[-4000:]
+    assert_nothing_failed(load)
     expected = x509.load_pem_x509_certificate(renewed.certificate.encode())
     for server in bed.servers:
         port = servers.published(server.name, FLEET_TLS_PORT)
         assert https_get(port, "/version", NAME, supplied.ca_file).peer() == expected
-        mode = bed.sh("stat -c '%a %U %G' /etc/nginx/tls/melk-ai.key", server.name).strip()
-        assert mode == "600 root root", server.name
+        assert nginx_pids(bed, server.name) == pids[server.name], "nginx reloaded"
+        # one file, the chain then the key, which nginx's workers (www-data) read
+        files = bed.sh("ls /etc/nginx/tls", server.name).split()
+        assert files == ["melk-ai.pem"], server.name
+        mode = bed.sh("stat -c '%a %U %G' /etc/nginx/tls/melk-ai.pem", server.name).strip()
+        assert mode == "640 root www-data", server.name
     outputs = "\n".join(bed.outputs)
     assert len(bed.outputs) >= 3
     for line in key_lines(supplied.leaf.key) + key_lines(renewed.key):
         assert line not in outputs
+
+
+def test_turning_tls_off_serves_plain_http_and_removes_the_certificate_file(
+    supplied: Supplied,
+) -> None:
+    """Provisioned without the TLS settings: plain HTTP proxies again, and the file that
+    held the key is gone once nginx no longer names it."""
+    bed = supplied.bed
+    run = bed.playbook("provision.yml")
+    assert run.rc == 0, run.output[-4000:]
+    for server in bed.servers:
+        answer = http_get(server.http_port, "/version", NAME)
+        assert answer.status == 200, (server.name, answer)
+        assert bed.sh("ls -A /etc/nginx/tls", server.name).split() == [], server.name
 
 
 # ----------------------------------------------------------------- ACME (Pebble)
@@ -239,27 +312,55 @@ def test_http_redirects_except_the_acme_challenge_path(acme: Acme) -> None:
     assert missing.status == 404, missing
 
 
+RENEWAL_CONF = "/etc/letsencrypt/renewal/melk-ai.conf"
+EDGE_HOOK = "renew_hook = /usr/local/sbin/edge-proxy-certificate /etc/nginx/tls"
+
+
 def test_provisioning_again_keeps_the_certificate_not_yet_due(acme: Acme) -> None:
+    """And gives a certificate obtained by an earlier version of the role (its renewal
+    hook reloaded nginx) the edge's hook, which reloads nothing."""
+    bed = acme.bed
+    assert EDGE_HOOK in bed.sh(f"cat {RENEWAL_CONF}")
+    bed.sh(f"sed -i 's|^renew_hook = .*|renew_hook = systemctl reload nginx|' {RENEWAL_CONF}")
     before = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
-    run = acme.bed.playbook("provision.yml")
+    run = bed.playbook("provision.yml")
     assert run.rc == 0, run.output[-4000:]
     assert "ok: [" in run.output.split("Obtain the ACME certificate", 1)[1].split("TASK", 1)[0]
     after = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
     assert after.serial_number == before.serial_number
+    hooks = [line for line in bed.sh(f"cat {RENEWAL_CONF}").splitlines() if "renew_hook" in line]
+    assert hooks == [EDGE_HOOK]
 
 
-def test_renewal_is_scheduled_and_replaces_the_served_certificate(acme: Acme) -> None:
+def test_renewal_under_https_load_is_served_at_once_without_a_reload(acme: Acme) -> None:
+    """What certbot.timer runs when the certificate is due, forced now, under wrk over
+    HTTPS: its deploy hook rewrites the file nginx reads at each handshake, so the new
+    certificate is served as soon as certbot returns, nginx is not reloaded, and no
+    request fails."""
     bed = acme.bed
     assert bed.sh("systemctl is-enabled certbot.timer").strip() == "enabled"
+    assert EDGE_HOOK in bed.sh(f"cat {RENEWAL_CONF}")
     before = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
-    # what certbot.timer runs when the certificate is due, forced now; its deploy
-    # hook reloads nginx
-    bed.sh("certbot renew --force-renewal --no-random-sleep-on-renew -q")
-    # the hook's reload returns once nginx has the signal; its new workers take over
-    # a moment later (on a busy machine, seconds): wait for them, 20 s at most
-    deadline = time.monotonic() + 20
-    after = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
-    while after.serial_number == before.serial_number and time.monotonic() < deadline:
-        time.sleep(0.5)
+    pids = nginx_pids(bed)
+    with https_load(acme.https_port) as load:
+        bed.sh("certbot renew --force-renewal --no-random-sleep-on-renew -q")
         after = https_get(acme.https_port, "/version", NAME, acme.root_file).peer()
     assert after.serial_number != before.serial_number
+    assert_nothing_failed(load)
+    assert nginx_pids(bed) == pids, "nginx reloaded"
+
+
+@pytest.mark.parametrize(
+    ("playbook", "release"), [("deploy.yml", "v2"), ("rollback.yml", "v1")], ids=str
+)
+def test_deploy_and_rollback_under_https_load_drop_nothing(
+    acme: Acme, v2: str, playbook: str, release: str
+) -> None:
+    bed = acme.bed
+    bed.releases["v2"] = v2
+    with https_load(acme.https_port) as load:
+        run = bed.playbook(playbook, "-e", f"sha={bed.releases[release]}")
+    assert run.rc == 0, run.output[-4000:]
+    assert_nothing_failed(load)
+    answer = https_get(acme.https_port, "/version", NAME, acme.root_file)
+    assert answer.json()["version"] == release

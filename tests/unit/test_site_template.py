@@ -15,7 +15,7 @@ import pytest
 import tls_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = {"certificate": "/etc/nginx/tls/melk-ai.crt", "key": "/etc/nginx/tls/melk-ai.key"}
+FILES = {"certificate": "/etc/nginx/tls/melk-ai.pem", "key": "/etc/nginx/tls/melk-ai.pem"}
 
 
 def render(**overrides: Any) -> str:
@@ -73,15 +73,20 @@ def test_plain_http_only_proxies_everything() -> None:
 
 
 def test_supplied_certificate_serves_https_and_redirects_plain_http() -> None:
-    http, https = servers(render(__edge_proxy_tls_mode="supplied", __edge_proxy_tls_files=FILES))
+    text = render(__edge_proxy_tls_mode="supplied", __edge_proxy_tls_files=FILES)
+    http, https = servers(text)
     assert "location / {\n        return 301 https://$host$request_uri;\n    }" in http
     # the health path stays proxied on plain HTTP (the deploy's watch probes it)
     assert 'location = "/health" {\n        proxy_pass http://melk-ai-front;' in http
     assert "acme-challenge" not in http
     assert "listen 443 ssl default_server;" in https
     assert "server_name _;" in https
-    assert f"ssl_certificate {FILES['certificate']};" in https
-    assert f"ssl_certificate_key {FILES['key']};" in https
+    # the certificate file is named by a variable: nginx reads it at each handshake, so a
+    # new certificate is served without a reload
+    variable = "$edge_proxy_melk_ai_certificate"
+    assert f"map $ssl_server_name {variable} {{\n    default {FILES['certificate']};\n}}" in text
+    assert f"ssl_certificate {variable};" in https
+    assert f"ssl_certificate_key {variable};" in https
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in https
     assert "location / {\n        proxy_pass http://melk-ai-front;" in https
     assert "X-Forwarded-Proto $scheme" in https
@@ -135,3 +140,18 @@ def test_acme_serves_its_challenge_before_and_after_the_certificate() -> None:
     assert challenge in http
     assert "return 301" in http
     assert "acme-challenge" not in https
+
+
+@pytest.mark.parametrize(
+    ("app", "variable"),
+    [("melk-ai", "$edge_proxy_melk_ai_certificate"), ("admin", "$edge_proxy_admin_certificate")],
+)
+def test_each_app_names_its_certificate_with_a_variable_of_its_own(app: str, variable: str) -> None:
+    """nginx variable names take no hyphen; app names take no underscore, so two apps
+    never share one."""
+    files = {"certificate": f"/etc/nginx/tls/{app}.pem", "key": f"/etc/nginx/tls/{app}.pem"}
+    text = render(
+        edge_proxy_app_name=app, __edge_proxy_tls_mode="supplied", __edge_proxy_tls_files=files
+    )
+    assert f"map $ssl_server_name {variable} {{\n    default {files['certificate']};\n}}" in text
+    assert f"    ssl_certificate {variable};\n    ssl_certificate_key {variable};\n" in text
