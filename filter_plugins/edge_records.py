@@ -15,11 +15,12 @@ above the first port; an app keeps its block for good (its record names it), so 
 provisioning moves nothing. A host provisioned before records existed has a switch file and
 no record: that app is taken to own the default block (``legacy_record``).
 
-Routing is by Host / SNI: apps share ``proxy_port`` (and ``proxy_tls_port``).  An app with
-no ``proxy_server_names`` is the default server of its ports; one with names answers only
-to them, and a port where no app is the default answers other names with a catch-all
-(``catch_all_ports``).  ``edge_conflicts`` lists what another app on the host already holds;
-provision.yml refuses any of it before the host is changed.
+Routing is by Host / SNI: apps share ``proxy_port`` (and ``proxy_tls_port``). An app with no
+``proxy_server_names`` is the default server of its ports; one with names answers only to
+them, and a plain HTTP port where no app is the default answers other names with a catch-all
+(``catch_all_ports``; the template writes none for HTTPS). ``edge_conflicts`` lists what
+another app on the host already holds; provision.yml refuses any of it before the host is
+changed.
 
 Every function here is pure; the records are read on the host by edge_proxy's
 ``edge_apps`` module.
@@ -204,7 +205,7 @@ def _shown(ports: range) -> str:
 def catch_all_ports(apps: Mapping[str, Record]) -> dict[str, list[int]]:
     """Ports apps listen on where no app is the default server (every app there has
     proxy_server_names): ``{plain: [...], tls: [...]}``; nginx answers other names there
-    from a catch-all (404, and a refused handshake for TLS) instead of the first app."""
+    from a catch-all (404) instead of the first app; site templates write it for plain HTTP only."""
     kinds: dict[int, str] = {}
     defaulted: set[int] = set()
     for record in apps.values():

@@ -49,7 +49,15 @@ def bed() -> Iterator[Bed]:
     # The releases build while the server starts and is provisioned.
     with ThreadPoolExecutor(1) as pool:
         building = pool.submit(build_releases)
-        bed = start_bed([name], {}, FAULTS_DIR / "inventory.json", FAULTS_DIR / "cp", audit)
+        # 8443: the HTTPS port of test_3_tls_renewal's app
+        bed = start_bed(
+            [name],
+            {},
+            FAULTS_DIR / "inventory.json",
+            FAULTS_DIR / "cp",
+            audit,
+            server_args=("-p", "127.0.0.1::8443"),
+        )
         bed.releases.update(building.result())
     try:
         run = bed.playbook("deploy.yml", "-e", f"sha={bed.releases['v1']}")
