@@ -10,13 +10,11 @@ server another app holds is refused before the host changes.
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 from faultkit import FAULTS_DIR, Results
@@ -25,6 +23,7 @@ from testbed import app
 from testbed.bed import Bed
 from testbed.load import Traffic, under_load
 from testbed.playbook import Run
+from testbed.tls import http_get
 from testbed.wrk import KeepAlive, WrkResult, keepalive_load
 
 pytestmark = pytest.mark.e2e
@@ -102,13 +101,7 @@ def host_edge(bed: Bed) -> str:
 
 def b_version(bed: Bed) -> str:
     """The release B serves, asked through the host's edge proxy by B's name."""
-    parsed = urlparse(bed.server.url)
-    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=5)
-    try:
-        conn.request("GET", "/version", headers={"Host": B_NAME})
-        return str(json.loads(conn.getresponse().read())["version"])
-    finally:
-        conn.close()
+    return str(http_get(bed.server.http_port, "/version", B_NAME).json()["version"])
 
 
 def a_run_under_load_on_b(
