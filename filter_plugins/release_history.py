@@ -82,29 +82,33 @@ _SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 
 _SLOT_LINE_RE = re.compile(
     r"^(blue|green) (true|false) ([0-9]{1,9}) ([0-9a-f]{7,40})"
-    r"(?: ([0-9]{1,3}(?:\.[0-9]{1,3}){3}))?$"  # the address, when there is one
+    r"(?: ([0-9]{1,3}(?:\.[0-9]{1,3}){3})?)?"  # the address, when there is one
+    r"(?: (-1|[0-9]{1,3}))?$"  # the health probe's status (deploy_lock's probe), when sent
 )
 
 
 def slot_containers(found: object) -> dict[str, dict[str, Any]]:
-    """What runs in each slot: ``{slot: {running, restarts, sha, ip}}``.
+    """What runs in each slot: ``{slot: {running, restarts, sha, ip, health}}``.
 
     From the lines ``docker inspect --format '<slot label> <running> <restarts> <sha label>
     [<address>]'`` prints for ``<app>-blue <app>-green`` (module_utils/melk_docker's
-    SLOT_FORMAT; a container that does not exist prints none; ip is '' without an address), or
-    from community.docker.docker_host_info's containers (labels and state at the top, no
-    restart count).  Containers without our slot and sha labels are ignored."""
+    SLOT_FORMAT; a container that does not exist prints none; ip is '' without an address),
+    with the status of one health probe appended by deploy_lock (-1: no answer; health is
+    None when none was sent), or from community.docker.docker_host_info's containers (labels
+    and state at the top, no restart count).  Containers without our slot and sha labels are
+    ignored."""
     slots: dict[str, dict[str, Any]] = {}
     if isinstance(found, str):
         for line in found.splitlines():
             match = _SLOT_LINE_RE.match(line.strip())
             if match:
-                slot, running, restarts, sha, ip = match.groups()
+                slot, running, restarts, sha, ip, health = match.groups()
                 slots[slot] = {
                     "running": running == "true",
                     "restarts": int(restarts),
                     "sha": sha,
                     "ip": ip or "",
+                    "health": None if health is None else int(health),
                 }
         return slots
     if not isinstance(found, list):
@@ -120,6 +124,7 @@ def slot_containers(found: object) -> dict[str, dict[str, Any]]:
                 "restarts": 0,
                 "sha": sha,
                 "ip": "",
+                "health": None,
             }
     return slots
 
@@ -138,9 +143,13 @@ def standby_release(slots: object, current_slot: object) -> dict[str, Any] | Non
 
 def standby_ready(slots: object, current_slot: object, sha: object) -> bool:
     """Whether a rollback to ``sha`` can be a switch: the standby is that release, running,
-    never restarted since it started."""
+    never restarted since it started, and its health probe (sent under the deploy lock)
+    answered 2xx. Otherwise the rollback takes the full path: start, gate, switch."""
     standby = standby_release(slots, current_slot)
-    return standby is not None and standby["sha"] == sha and standby["restarts"] == 0
+    if standby is None or standby["sha"] != sha or standby["restarts"] != 0:
+        return False
+    health = slots[standby["slot"]].get("health")  # type: ignore[index]
+    return isinstance(health, int) and 200 <= health <= 299
 
 
 # --------------------------------------------------------------------------- release state

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.melk_docker import image_tags_argv, missing, parse_tags, slot_argv
 from ansible.module_utils.melk_files import file_sha256, read_text, write_atomic
+from ansible.module_utils.melk_http import NO_ANSWER, get
 from ansible.module_utils.melk_lock import (
     ABSENT,
     CORRUPT,
@@ -101,6 +102,22 @@ options:
         environment), so the standby and the switch need no task of their own to find them.
     type: list
     elements: str
+  probe_port:
+    description:
+      - With O(containers), the port the app listens on in its container. Each running
+        container with an address gets one GET of C(http://<address>:<probe_port><probe_path>)
+        and the status (-1 for no answer) is appended to its line in RV(containers). The
+        address is where the edge's switch sends traffic, so a rollback to the standby
+        knows it answers without a task of its own.
+    type: int
+  probe_path:
+    description: The health path of O(probe_port)'s probe.
+    type: str
+    default: /health
+  probe_timeout:
+    description: Seconds that probe may take before it counts as no answer.
+    type: float
+    default: 2
   write:
     description:
       - With O(state=release), files to write (path to text) before the lock is removed,
@@ -183,10 +200,11 @@ image_tags:
 containers:
   description: >-
     One line per container of O(containers) that exists - C(<slot> <running> <restarts> <sha>
-    <ip>) - as filter_plugins/release_history.py's slot_containers reads them.
+    <ip>), then with O(probe_port) C(<status>) - as filter_plugins/release_history.py's
+    slot_containers reads them.
   returned: when O(containers) is set and the lock was acquired
   type: str
-  sample: "blue true 0 4f2c9e1d0b7a8c6e5f4d3c2b1a0f9e8d7c6b5a49 172.17.0.3"
+  sample: "blue true 0 4f2c9e1d0b7a8c6e5f4d3c2b1a0f9e8d7c6b5a49 172.17.0.3 200"
 action:
   description: >-
     What was decided: create, keep (already ours), held, corrupt, remove, absent, or
@@ -208,6 +226,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "checksum": {"type": "list", "elements": "path"},
     "image_repository": {"type": "str"},
     "containers": {"type": "list", "elements": "str"},
+    "probe_port": {"type": "int"},
+    "probe_path": {"type": "str", "default": "/health"},
+    "probe_timeout": {"type": "float", "default": 2.0},
     "write": {"type": "dict"},
 }
 # the parameters each state needs besides path
@@ -309,6 +330,39 @@ def slot_lines(names: list[str], runner: Runner) -> str:
     return str(out)
 
 
+# One health probe of a container's address: its HTTP status, NO_ANSWER for none.
+Prober = Callable[[str], int]
+
+
+def probe_url(address: str, port: int, path: str) -> str:
+    """Where a slot container's health is probed: its address on the Docker bridge."""
+    return f"http://{address}:{port}{path}"
+
+
+def http_prober(port: int, path: str, timeout: float) -> Prober:
+    """One GET of probe_url per call; the status, NO_ANSWER when there was no answer."""
+
+    def probe(address: str) -> int:
+        status: int = get(probe_url(address, port, path), timeout)[0]
+        return status
+
+    return probe
+
+
+def with_health(lines: str, probe: Prober) -> str:
+    """slot_lines' lines, each with the status of one probe of its container appended
+    (NO_ANSWER for a container that is not running or has no address)."""
+    probed = []
+    for line in lines.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 4:
+            continue
+        address = fields[4] if len(fields) > 4 else ""
+        status = probe(address) if fields[1] == "true" and address else NO_ANSWER
+        probed.append(f"{' '.join(fields[:4])} {address} {status}")
+    return "".join(f"{line}\n" for line in probed)
+
+
 def write_files(writes: Mapping[str, Any]) -> list[str]:
     """Write each path's text atomically (mode 0644); the paths written, sorted."""
     written = sorted(writes)
@@ -317,8 +371,11 @@ def write_files(writes: Mapping[str, Any]) -> list[str]:
     return written
 
 
-def read_state(params: Mapping[str, Any], runner: Runner | None) -> dict[str, Any]:
-    """What acquire returns besides the lock: O(read), O(checksum), O(image_repository)."""
+def read_state(
+    params: Mapping[str, Any], runner: Runner | None, prober: Prober | None = None
+) -> dict[str, Any]:
+    """What acquire returns besides the lock: O(read), O(checksum), O(image_repository),
+    O(containers) (with O(probe_port), each one's health: prober, else an HTTP GET)."""
     found: dict[str, Any] = {}
     if params.get("read"):
         found["files"] = read_files([str(path) for path in params["read"]])
@@ -332,6 +389,13 @@ def read_state(params: Mapping[str, Any], runner: Runner | None) -> dict[str, An
         if runner is None:
             raise ValueError("containers given without a way to look them up")
         found["containers"] = slot_lines([str(name) for name in params["containers"]], runner)
+        if params.get("probe_port"):
+            probe = prober or http_prober(
+                int(params["probe_port"]),
+                str(params.get("probe_path") or "/health"),
+                float(params.get("probe_timeout") or 2.0),
+            )
+            found["containers"] = with_health(found["containers"], probe)
     return found
 
 
@@ -339,7 +403,11 @@ def read_state(params: Mapping[str, Any], runner: Runner | None) -> dict[str, An
 
 
 def _acquire(
-    params: Mapping[str, Any], check_mode: bool, now: datetime, runner: Runner | None
+    params: Mapping[str, Any],
+    check_mode: bool,
+    now: datetime,
+    runner: Runner | None,
+    prober: Prober | None = None,
 ) -> dict[str, Any]:
     path = str(params["path"])
     record = lock_record(
@@ -382,7 +450,7 @@ def _acquire(
             "lock": lock,
             "msg": f"acquired deploy lock {path}",
         }
-    result.update(read_state(params, runner))
+    result.update(read_state(params, runner, prober))
     return result
 
 
@@ -453,11 +521,13 @@ def run(
     check_mode: bool,
     runner: Runner | None = None,
     now: datetime | None = None,
+    prober: Prober | None = None,
 ) -> dict[str, Any]:
     """Do what params ask; a result dict for exit_json, with failed=True to fail.
 
     A 'warnings' list in the result is for AnsibleModule.warn. runner runs the docker
-    command that answers O(image_repository).
+    commands that answer O(image_repository) and O(containers); prober, the probes of
+    O(probe_port) (default: an HTTP GET).
     """
     error = params_error(params)
     if error:
@@ -477,7 +547,7 @@ def run(
     state = params.get("state") or "acquire"
     try:
         if state == "acquire":
-            result = _acquire(params, check_mode, moment, runner)
+            result = _acquire(params, check_mode, moment, runner, prober)
         elif state == "release":
             result = _release(params, check_mode)
         else:

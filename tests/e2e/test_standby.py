@@ -39,18 +39,33 @@ def test_a_rollback_to_the_standby_is_a_switch_under_load(bed: Bed) -> None:
     assert run.rc == 0, run.output[-4000:]
     assert report.failed == [], report.summary()
     assert bed.served_version() == "v1"
-    assert "standby release" in run.output, "the gate should be the standby's one probe round"
     after = container_ids(bed)
     # the same containers: v1 was not started again, v2 runs on as the new standby
     assert after == before
     assert bed.state()["history"][0]["kind"] == "rollback"
 
 
+def test_a_standby_that_no_longer_answers_is_started_again(bed: Bed) -> None:
+    # serving v1, standby v2: v2 still runs but answers nothing (paused), so the
+    # probe under the lock fails and the rollback takes the full path
+    before = container_ids(bed)
+    bed.sh(f"docker pause {before[bed.releases['v2']]}")
+    run = bed.playbook("rollback.yml")
+    assert run.rc == 0, run.output[-4000:]
+    assert bed.served_version() == "v2"
+    after = container_ids(bed)
+    assert after[bed.releases["v1"]] == before[bed.releases["v1"]]  # the new standby
+    assert after[bed.releases["v2"]] != before[bed.releases["v2"]]  # started again
+    # back to serving v1 with v2 as the standby, for the next test
+    run = bed.playbook("rollback.yml")
+    assert run.rc == 0, run.output[-4000:]
+    assert container_ids(bed) == after
+
+
 def test_a_rollback_to_an_older_release_starts_it(bed: Bed) -> None:
     deploy(bed, "v3")  # serving v3, standby v1; v2 is retained, not running
     run = bed.playbook("rollback.yml", "-e", f"sha={bed.releases['v2'][:8]}")
     assert run.rc == 0, run.output[-4000:]
-    assert "new release" in run.output, "an older release goes the full way, gate included"
     assert bed.served_version() == "v2"
     assert set(container_ids(bed)) == {bed.releases["v2"], bed.releases["v3"]}
 

@@ -9,6 +9,7 @@ import subprocess
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from ansible.module_utils.melk_lock import (
     parse_lock,
     parse_time,
 )
-from deploy_lock import age_text, format_held_message, params_error, run
+from deploy_lock import age_text, format_held_message, params_error, probe_url, run, with_health
 from module_harness import run_module
 
 NOW = datetime(2026, 11, 27, 4, 0, 0, tzinfo=UTC)
@@ -296,6 +297,92 @@ def test_acquire_reads_the_slots_in_the_same_task(lock_path: Path, rc: int, err:
             "app-green",
         ]
     ]
+
+
+SHA = "abcdef0"
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ("", ""),
+        (f"blue true 0 {SHA} 172.17.0.3\n", f"blue true 0 {SHA} 172.17.0.3 200\n"),
+        # stopped, or no address: not probed
+        (f"green false 0 {SHA} \n", f"green false 0 {SHA}  -1\n"),
+        (f"green true 0 {SHA} \n", f"green true 0 {SHA}  -1\n"),
+        (f"green true 0 {SHA}\n", f"green true 0 {SHA}  -1\n"),
+        (
+            f"blue true 0 {SHA} 172.17.0.3\ngreen true 2 {SHA} 172.17.0.4\n",
+            f"blue true 0 {SHA} 172.17.0.3 200\ngreen true 2 {SHA} 172.17.0.4 503\n",
+        ),
+        ("<no value>\n", ""),
+    ],
+)
+def test_with_health_appends_one_probe_per_running_container(lines: str, expected: str) -> None:
+    probed: list[str] = []
+
+    def probe(address: str) -> int:
+        probed.append(address)
+        return {"172.17.0.3": 200, "172.17.0.4": 503}[address]
+
+    assert with_health(lines, probe) == expected
+    # only running containers with an address were probed, each once
+    assert probed == [
+        line.split(" ")[4] for line in expected.splitlines() if not line.endswith(" -1")
+    ]
+
+
+def test_acquire_probes_the_slots_with_probe_port(lock_path: Path) -> None:
+    docker = Docker(out=f"blue true 0 {SHA} 172.17.0.3\ngreen false 0 {SHA} \n")
+    params = {
+        "path": str(lock_path),
+        "owner": "a@c",
+        "run_id": "r",
+        "containers": ["app-blue", "app-green"],
+        "probe_port": 8000,
+        "probe_path": "/up",
+    }
+    result = run(params, check_mode=False, runner=docker, now=NOW, prober=lambda ip: 204)
+    assert result["containers"] == f"blue true 0 {SHA} 172.17.0.3 204\ngreen false 0 {SHA}  -1\n"
+    # without probe_port, the lines as docker gave them
+    result = run({**params, "probe_port": None}, check_mode=False, runner=docker, now=NOW)
+    assert result["containers"] == f"blue true 0 {SHA} 172.17.0.3\ngreen false 0 {SHA} \n"
+
+
+def test_probe_url_is_the_containers_address_and_app_port() -> None:
+    assert probe_url("172.17.0.3", 8000, "/health") == "http://172.17.0.3:8000/health"
+
+
+def test_acquire_probes_a_real_listener(lock_path: Path) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        docker = Docker(out=f"blue true 0 {SHA} 127.0.0.2\n")
+        params = {
+            "path": str(lock_path),
+            "owner": "a@c",
+            "run_id": "r",
+            "containers": ["app-blue"],
+            "probe_port": httpd.server_address[1],
+        }
+        result = run(params, check_mode=False, runner=docker, now=NOW)
+        assert result["containers"] == f"blue true 0 {SHA} 127.0.0.2 200\n"
+        result = run({**params, "probe_path": "/sick"}, check_mode=False, runner=docker, now=NOW)
+        assert result["containers"] == f"blue true 0 {SHA} 127.0.0.2 503\n"
+    finally:
+        httpd.shutdown()
+    # nothing listens any more: no answer
+    result = run(params, check_mode=False, runner=docker, now=NOW)
+    assert result["containers"] == f"blue true 0 {SHA} 127.0.0.2 -1\n"
 
 
 def test_a_failed_slot_lookup_fails_with_dockers_reason(lock_path: Path) -> None:

@@ -18,9 +18,9 @@ from typing import Any
 import health_probe
 import pytest
 from ansible.module_utils.melk_docker import STATE_FORMAT, parse_state
+from ansible.module_utils.melk_http import NO_ANSWER
 from health_probe import (
     CLOCK_TOLERANCE,
-    NO_ANSWER,
     finished,
     healthy_codes,
     http_probe,
@@ -144,6 +144,29 @@ def test_ready_waits_then_watches_from_the_first_healthy_answer() -> None:
     assert fake.probed_at == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
     assert result["attempts"] == 7
     assert result["elapsed"] == pytest.approx(3.0)
+
+
+def test_ready_waits_at_the_wait_interval_then_watches_at_the_interval() -> None:
+    fake = FakeTime([NO_ANSWER, NO_ANSWER, NO_ANSWER, 200])
+    result = ready_loop(fake.probe, 30, 1.0, 0.5, OK, fake.clock, fake.sleep, wait_interval=0.1)
+    assert result["healthy"] is True
+    # healthy at 0.3 (a probe every 0.1 s), then the window's at 0.8 and its end, 1.3
+    assert fake.probed_at == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.8, 1.3])
+    assert result["elapsed"] == pytest.approx(1.3)
+
+
+def test_run_waits_at_the_wait_interval_in_wait_mode() -> None:
+    fake = FakeTime([NO_ANSWER, NO_ANSWER, 200])
+    given = params(mode="wait", seconds=5.0, interval=1.0, wait_interval=0.2)
+    result = health_probe.run(given, Docker(""), fake.probe, fake.clock, fake.sleep)
+    assert fake.probed_at == pytest.approx([0.0, 0.2, 0.4])
+    assert result["healthy"] is True
+
+
+def test_run_refuses_a_wait_interval_of_zero() -> None:
+    result = health_probe.run(params(wait_interval=0.0), Docker(""))
+    assert result["failed"] is True
+    assert "wait_interval must be above 0, got 0.0" in result["msg"]
 
 
 def test_ready_with_a_window_shorter_than_an_interval_probes_once_more_at_its_end() -> None:

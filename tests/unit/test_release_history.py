@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import deploy_lock
 import pytest
 import release_history
 from ansible.errors import AnsibleFilterError
@@ -905,21 +906,43 @@ def test_unknown_fields_are_copied_not_shared() -> None:
         (
             f"blue true 0 {SHA_A}\ngreen false 3 {SHA_B}\n",
             {
-                "blue": {"running": True, "restarts": 0, "sha": SHA_A, "ip": ""},
-                "green": {"running": False, "restarts": 3, "sha": SHA_B, "ip": ""},
+                "blue": {"running": True, "restarts": 0, "sha": SHA_A, "ip": "", "health": None},
+                "green": {"running": False, "restarts": 3, "sha": SHA_B, "ip": "", "health": None},
             },
         ),
         (
             f"blue true 0 {SHA_A} 172.17.0.3\ngreen false 1 {SHA_B} \n",
             {
-                "blue": {"running": True, "restarts": 0, "sha": SHA_A, "ip": "172.17.0.3"},
-                "green": {"running": False, "restarts": 1, "sha": SHA_B, "ip": ""},
+                "blue": {
+                    "running": True,
+                    "restarts": 0,
+                    "sha": SHA_A,
+                    "ip": "172.17.0.3",
+                    "health": None,
+                },
+                "green": {"running": False, "restarts": 1, "sha": SHA_B, "ip": "", "health": None},
             },
         ),
+        # deploy_lock's probe status after the address (an empty one when there is none)
+        (
+            f"blue true 0 {SHA_A} 172.17.0.3 200\ngreen false 1 {SHA_B}  -1\n",
+            {
+                "blue": {
+                    "running": True,
+                    "restarts": 0,
+                    "sha": SHA_A,
+                    "ip": "172.17.0.3",
+                    "health": 200,
+                },
+                "green": {"running": False, "restarts": 1, "sha": SHA_B, "ip": "", "health": -1},
+            },
+        ),
+        (f"blue true 0 {SHA_A} 172.17.0.3 1000", {}),
+        (f"blue true 0 {SHA_A} 172.17.0.3 ok", {}),
         (f"blue true 0 {SHA_A} not-an-address", {}),
         (
             f"  green true 12 {SHA_B}  ",
-            {"green": {"running": True, "restarts": 12, "sha": SHA_B, "ip": ""}},
+            {"green": {"running": True, "restarts": 12, "sha": SHA_B, "ip": "", "health": None}},
         ),
         # not ours: no labels (docker prints <no value>), another slot, a sha that is not one
         ("<no value> true 0 <no value>", {}),
@@ -929,11 +952,11 @@ def test_unknown_fields_are_copied_not_shared() -> None:
         # docker_host_info's shape: labels and state at the top, no restart count
         (
             [{"Labels": {"io.melk.slot": "green", "io.melk.sha": SHA_B}, "State": "running"}],
-            {"green": {"running": True, "restarts": 0, "sha": SHA_B, "ip": ""}},
+            {"green": {"running": True, "restarts": 0, "sha": SHA_B, "ip": "", "health": None}},
         ),
         (
             [{"Labels": {"io.melk.slot": "green", "io.melk.sha": SHA_B}, "State": "exited"}],
-            {"green": {"running": False, "restarts": 0, "sha": SHA_B, "ip": ""}},
+            {"green": {"running": False, "restarts": 0, "sha": SHA_B, "ip": "", "health": None}},
         ),
         ([{"Labels": None, "State": "running"}], {}),
         ([{"Labels": {"io.melk.slot": "red", "io.melk.sha": SHA_A}, "State": "running"}], {}),
@@ -945,9 +968,18 @@ def test_slot_containers(given: object, expected: dict[str, Any]) -> None:
     assert release_history.slot_containers(given) == expected
 
 
+def test_slot_containers_reads_the_lines_deploy_lock_probed() -> None:
+    lines = f"blue true 0 {SHA_A} 172.17.0.3\ngreen false 2 {SHA_B} \n"
+    probed = deploy_lock.with_health(lines, lambda address: 204)
+    assert release_history.slot_containers(probed) == {
+        "blue": {"running": True, "restarts": 0, "sha": SHA_A, "ip": "172.17.0.3", "health": 204},
+        "green": {"running": False, "restarts": 2, "sha": SHA_B, "ip": "", "health": -1},
+    }
+
+
 SLOTS_AB = {
-    "blue": {"running": True, "restarts": 0, "sha": SHA_A},
-    "green": {"running": True, "restarts": 0, "sha": SHA_B},
+    "blue": {"running": True, "restarts": 0, "sha": SHA_A, "health": 200},
+    "green": {"running": True, "restarts": 0, "sha": SHA_B, "health": 200},
 }
 
 
@@ -976,6 +1008,12 @@ def test_standby_release(slots: object, current: object, expected: dict[str, Any
         ({**SLOTS_AB, "green": {**SLOTS_AB["green"], "restarts": 1}}, SHA_B, False),
         ({**SLOTS_AB, "green": {**SLOTS_AB["green"], "running": False}}, SHA_B, False),
         ({"blue": SLOTS_AB["blue"]}, SHA_B, False),
+        # its probe under the lock: no answer, an error, a redirect, or none sent
+        ({**SLOTS_AB, "green": {**SLOTS_AB["green"], "health": -1}}, SHA_B, False),
+        ({**SLOTS_AB, "green": {**SLOTS_AB["green"], "health": 503}}, SHA_B, False),
+        ({**SLOTS_AB, "green": {**SLOTS_AB["green"], "health": 302}}, SHA_B, False),
+        ({**SLOTS_AB, "green": {**SLOTS_AB["green"], "health": None}}, SHA_B, False),
+        ({**SLOTS_AB, "green": {**SLOTS_AB["green"], "health": 204}}, SHA_B, True),
     ],
 )
 def test_standby_ready_only_for_the_running_never_restarted_standby(

@@ -13,14 +13,13 @@ it to syntax and library calls of Python 3.8 (new-style types only inside annota
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping, MutableSequence, Sequence
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.melk_docker import masked, parse_state, read_env_values, state_argv
+from ansible.module_utils.melk_http import BODY_READ, get
 from ansible.module_utils.melk_module import Runner, finish, module_runner
 
 DOCUMENTATION = r"""
@@ -69,6 +68,12 @@ options:
     description: Seconds between the start of one probe and the next.
     type: float
     default: 1
+  wait_interval:
+    description:
+      - Seconds between probes until the first healthy answer (O(mode=wait) and the wait of
+        O(mode=ready)); unset, O(interval). A release that is still starting refuses the
+        connection at once, so a short one costs nothing and sees it ready sooner.
+    type: float
   timeout:
     description: Seconds one probe may take before it counts as no answer.
     type: float
@@ -149,13 +154,11 @@ state:
 """
 
 MODES = ("wait", "watch", "ready")
-NO_ANSWER = -1
 # How many probes the result keeps, and how much of each body.
 KEPT_PROBES = 5
 BODY_BYTES = 200
-# A body is read up to this much, masked, then cut to BODY_BYTES (masking the cut
-# text could leave the start of a value that the cut split).
-BODY_READ = 65536
+# A body is read up to BODY_READ (melk_http), masked, then cut to BODY_BYTES (masking
+# the cut text could leave the start of a value that the cut split).
 # A deadline missed by less than this is met. The loop's times are sums of clock readings,
 # off by about 1e-15 s from the exact ones: without it, a window of 6 s probed every 0.1 s
 # ended at 5.999999999999995 s and sent one more probe 3e-15 s after the last.
@@ -169,6 +172,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "watch_seconds": {"type": "float", "default": 0.0},
     "container": {"type": "str"},
     "interval": {"type": "float", "default": 1.0},
+    "wait_interval": {"type": "float"},
     "timeout": {"type": "float", "default": 5.0},
     "status_codes": {"type": "list", "elements": "int"},
     "mask_file": {"type": "path"},
@@ -233,9 +237,11 @@ def ready_loop(
     codes: Sequence[int],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    wait_interval: float | None = None,
 ) -> dict[str, Any]:
-    """Wait up to seconds for a healthy answer, then watch for watch_seconds."""
-    waited = probe_loop(probe, "wait", seconds, interval, codes, clock, sleep)
+    """Wait up to seconds for a healthy answer (a probe every wait_interval, default
+    interval), then watch for watch_seconds (a probe every interval)."""
+    waited = probe_loop(probe, "wait", seconds, wait_interval or interval, codes, clock, sleep)
     if not waited["healthy"] or watch_seconds <= 0:
         return {**waited, "phase": "wait"}
     # The window counts from the healthy answer: the watch's first probe is one
@@ -269,8 +275,8 @@ def params_error(params: Mapping[str, Any]) -> str:
     """'' when the URL and the numbers make sense, else what is wrong with them."""
     errors = [
         f"{key} must be above 0, got {params[key]}"
-        for key in ("interval", "timeout")
-        if params[key] <= 0
+        for key in ("interval", "timeout", "wait_interval")
+        if params.get(key) is not None and params[key] <= 0
     ]
     errors += [
         f"{key} must not be below 0, got {params[key]}"
@@ -280,13 +286,6 @@ def params_error(params: Mapping[str, Any]) -> str:
     if not str(params.get("url", "")).startswith(("http://", "https://")):
         errors.append(f"url must be an http:// or https:// URL, got {params.get('url')!r}")
     return "; ".join(errors)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Report a redirect as its own status instead of following it."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 def excerpt(body: bytes, values: Sequence[str] | None) -> str:
@@ -327,27 +326,11 @@ def http_probe(
     """One GET of url per call (with the Host header ``host`` when given): (status, '') or
     (-1, why there was no answer). Each probe is also appended to seen (seen_probe), with
     values masked."""
-    opener = urllib.request.build_opener(_NoRedirect())
     headers = {"Host": host} if host else {}
-
-    def answer() -> tuple[int, str, str, bytes]:
-        try:
-            # params_error lets only http:// and https:// URLs through
-            request = urllib.request.Request(url, headers=headers)  # noqa: S310
-            with opener.open(request, timeout=timeout) as response:
-                body = response.read(BODY_READ)
-                return int(response.status), "", response.headers.get("Location", ""), body
-        except urllib.error.HTTPError as err:
-            body = err.read(BODY_READ) if err.fp is not None else b""
-            location = err.headers.get("Location", "") if err.headers else ""
-            return int(err.code), "", location, body
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            reason = getattr(err, "reason", err)
-            return NO_ANSWER, f"{type(err).__name__}: {reason}", "", b""
 
     def probe() -> tuple[int, str]:
         at = wall()
-        status, error, location, body = answer()
+        status, error, location, body = get(url, timeout, headers)
         if seen is not None:
             seen.append(seen_probe(status, error, location or "", body, values, at))
         return status, error
@@ -388,11 +371,13 @@ def run(
             codes,
             clock,
             sleep,
+            params.get("wait_interval"),
         )
     else:
-        looped = probe_loop(
-            probe, params["mode"], params["seconds"], params["interval"], codes, clock, sleep
-        )
+        every = params["interval"]
+        if params["mode"] == "wait":
+            every = params.get("wait_interval") or every
+        looped = probe_loop(probe, params["mode"], params["seconds"], every, codes, clock, sleep)
         result = {**looped, "phase": params["mode"]}
     if params["container"] and result["healthy"]:
         rc, out, _err = runner(state_argv(params["container"]))
