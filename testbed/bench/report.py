@@ -360,7 +360,7 @@ def table(results: Results) -> list[str]:
         lines += ["", f"{WRK} in detail (its segments added up):", "", *wrk_lines]
     lines += ["", "Where the time goes (task results per run, profile_tasks' slowest):", ""]
     lines += [time_line(run) for run in m.values() if run.tasks]
-    lines += ["", "Fleet (one deploy, no load, image not on the hosts):", ""]
+    lines += ["", "Fleet (one deploy, no load, image on the hosts):", ""]
     one = results.fleet.get(1)
     fleet_rows = [
         [
