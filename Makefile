@@ -109,7 +109,7 @@ e2e: testbed ## end-to-end over SSH with a registry and load
 # the registry login (last: it adds a registry that requires a login to the
 # server's engine) run in another lane than e2e-main, on servers (and a fleet)
 # and registries of their own.
-E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py tests/e2e/test_release.py tests/e2e/test_registry_login.py
+E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py tests/e2e/test_release.py tests/e2e/test_registry_login.py tests/e2e/test_edge_settings.py
 # The README's vault steps and its cut-over from the compose stack, run as
 # written, on servers and a registry of their own.
 E2E_DOCS := tests/e2e/test_readme_docs.py
