@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,12 @@ A = "edge-a"
 C = "edge-c"
 HSTS = 300
 DIR = E2E_DIR / "edge-settings"
-# Everything of the edge on the host: a refused deploy leaves it as it was.
+# nginx's configuration and the edge's records and certificates on the host (not the
+# switch files: a deploy's switch rewrites its app's).
 EDGE_FILES = "/etc/nginx/conf.d /etc/nginx/edge-proxy /etc/nginx/tls"
 APPLY_TASK = "Apply the app's edge settings when they differ from the host's"
 APPLIED = "the edge settings (proxy_*, edge_proxy_*) differed"
+ADDRESSES = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
 # A's containers, their state and start time: a refused deploy starts or stops none.
 CONTAINERS = (
     f"docker ps -aq --filter name=^{A}- | sort | "
@@ -49,7 +52,7 @@ CONTAINERS = (
 class Edge:
     bed: Bed
     releases: dict[str, str]
-    ca: Pem
+    ca: Pem = field(repr=False)
     ca_file: Path
 
 
@@ -70,7 +73,9 @@ def a_vars(**extra: object) -> Path:
 
 def edge_files(bed: Bed) -> str:
     """SHA-256 of every edge file on the host (nginx's sites, records, switch files, TLS)."""
-    return bed.sh(f"find {EDGE_FILES} -type f 2>/dev/null | sort | xargs sha256sum")
+    return bed.sh(
+        f"find {EDGE_FILES} -type f ! -name '*.upstream' 2>/dev/null | sort | xargs sha256sum"
+    )
 
 
 def nginx_workers(bed: Bed) -> str:
@@ -98,7 +103,12 @@ def a_current(bed: Bed) -> str:
 def server_address(bed: Bed) -> str:
     """The server container's address on this machine's Docker bridge (port 443 is not
     published: HTTPS is asked there)."""
-    out = bed.sh("hostname -I")
+    out = subprocess.run(
+        ["docker", "inspect", "-f", ADDRESSES, bed.server.name],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()[0]
 
 
@@ -115,6 +125,9 @@ def edge(bed: Bed, releases: dict[str, str]) -> Iterator[Edge]:
         assert run.rc == 0, run.output[-4000:]
     edge = Edge(bed, releases, ca, ca_file)
     run = deploy(edge, "v1", a_vars())
+    assert run.rc == 0, run.output[-4000:]
+    # the default app serves too (wrk's load below goes to it)
+    run = bed.playbook("deploy.yml", "-e", f"sha={releases['v1']}")
     assert run.rc == 0, run.output[-4000:]
     try:
         yield edge
@@ -197,7 +210,7 @@ def test_a_deploy_whose_new_name_another_app_holds_is_refused_with_nothing_chang
     containers = bed.sh(CONTAINERS)
     taken = a_vars(proxy_server_names=["a.test", "c.test"])
     run = deploy(edge, "v2", taken)
-    assert run.rc != 0
+    assert run.rc != 0, run.output[-6000:]
     assert f"server name c.test on port 80 is already app {C}'s" in run.output
     assert "refused before the host was changed" in run.output
     assert edge_files(bed) == files
