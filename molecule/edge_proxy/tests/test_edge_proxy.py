@@ -116,13 +116,17 @@ def test_the_app_records_its_port_block_and_the_host_has_no_catch_all(host, gate
     """The only app, without server names: the default server, owner of the first block."""
     record = host.file("/etc/nginx/edge-proxy/melk-ai.json")
     assert record.mode == 0o644
-    assert json.loads(record.content_string) == {
+    content = json.loads(record.content_string)
+    # the digest of the app's edge settings, which a deploy compares with its own
+    assert re.fullmatch(r"[0-9a-f]{64}", content.pop("settings_digest"))
+    assert content == {
         "app": "melk-ai",
         "proxy_port": 80,
         "tls_port": None,
         "server_names": [],
         "port_block": [FRONT_PORT, FRONT_PORTS],
         "front_host": gateway,
+        "tls": "off",
     }
     catch_all = host.file("/etc/nginx/conf.d/00-edge-proxy-catch-all.conf").content_string
     assert "server {" not in catch_all
