@@ -217,3 +217,39 @@ def test_a_deploy_whose_new_name_another_app_holds_is_refused_with_nothing_chang
     assert nginx_workers(bed) == workers
     assert a_current(bed) == serving
     assert bed.sh(CONTAINERS) == containers
+
+
+def test_settings_whose_reload_failed_are_reloaded_by_the_next_deploy(edge: Edge) -> None:
+    """nginx refuses a reload (a broken file beside the sites): the deploy stops before the
+    release starts and the record names no digest; once the file is gone, the next deploy
+    with the same settings reloads nginx, although the site's files are already written."""
+    bed = edge.bed
+    leaf = issue(edge.ca, ["a.test", "b.test"])
+    settings = a_vars(
+        proxy_server_names=["a.test", "b.test"],
+        proxy_tls_certificate=leaf.certificate,
+        proxy_tls_key=leaf.key,
+        proxy_hsts_seconds=HSTS * 2,
+    )
+    serving = a_current(bed)
+    address = server_address(bed)
+    broken = "/etc/nginx/conf.d/zz-edge-settings-broken.conf"
+    bed.sh(f"echo 'not_a_directive;' > {broken}")
+    try:
+        failed = deploy(edge, "v2", settings)
+    finally:
+        bed.sh(f"rm -f {broken}")
+    assert failed.rc != 0, failed.output[-4000:]
+    assert a_current(bed) == serving  # stopped before the release started
+    assert json.loads(bed.sh(f"cat /etc/nginx/edge-proxy/{A}.json"))["settings_digest"] is None
+    old = https_get(443, "/version", "a.test", edge.ca_file, address=address)
+    assert old.headers["strict-transport-security"] != f"max-age={HSTS * 2}"
+
+    workers = nginx_workers(bed)
+    run = deploy(edge, "v2", settings)
+    assert run.rc == 0, run.output[-4000:]
+    assert APPLIED in run.output and "nginx reloaded" in run.output
+    assert nginx_workers(bed) != workers
+    new = https_get(443, "/version", "a.test", edge.ca_file, address=address)
+    assert new.headers["strict-transport-security"] == f"max-age={HSTS * 2}"
+    assert json.loads(new.body)["version"] == "v2"
