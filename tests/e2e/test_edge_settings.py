@@ -71,6 +71,17 @@ def a_vars(**extra: object) -> Path:
     )
 
 
+def https_vars(edge: Edge, hsts: int) -> tuple[Pem, Path]:
+    """A's settings with b.test, a certificate for both names and HSTS."""
+    leaf = issue(edge.ca, ["a.test", "b.test"])
+    return leaf, a_vars(
+        proxy_server_names=["a.test", "b.test"],
+        proxy_tls_certificate=leaf.certificate,
+        proxy_tls_key=leaf.key,
+        proxy_hsts_seconds=hsts,
+    )
+
+
 def edge_files(bed: Bed) -> str:
     """SHA-256 of every edge file on the host (nginx's sites, records, switch files, TLS)."""
     return bed.sh(
@@ -160,13 +171,7 @@ def test_a_deploy_applies_changed_names_certificate_and_hsts_without_provision(
     edge: Edge,
 ) -> None:
     bed = edge.bed
-    leaf = issue(edge.ca, ["a.test", "b.test"])
-    changed = a_vars(
-        proxy_server_names=["a.test", "b.test"],
-        proxy_tls_certificate=leaf.certificate,
-        proxy_tls_key=leaf.key,
-        proxy_hsts_seconds=HSTS,
-    )
+    leaf, changed = https_vars(edge, HSTS)
     workers = nginx_workers(bed)
     # What the one reload costs the host: keep-alive connections to the other app.
     with keepalive_load(f"{bed.server.url}/version") as kept:
@@ -224,13 +229,7 @@ def test_settings_whose_reload_failed_are_reloaded_by_the_next_deploy(edge: Edge
     release starts and the record names no digest; once the file is gone, the next deploy
     with the same settings reloads nginx, although the site's files are already written."""
     bed = edge.bed
-    leaf = issue(edge.ca, ["a.test", "b.test"])
-    settings = a_vars(
-        proxy_server_names=["a.test", "b.test"],
-        proxy_tls_certificate=leaf.certificate,
-        proxy_tls_key=leaf.key,
-        proxy_hsts_seconds=HSTS * 2,
-    )
+    leaf, settings = https_vars(edge, HSTS * 2)
     serving = a_current(bed)
     address = server_address(bed)
     broken = "/etc/nginx/conf.d/zz-edge-settings-broken.conf"
@@ -253,3 +252,4 @@ def test_settings_whose_reload_failed_are_reloaded_by_the_next_deploy(edge: Edge
     new = https_get(443, "/version", "a.test", edge.ca_file, address=address)
     assert new.headers["strict-transport-security"] == f"max-age={HSTS * 2}"
     assert json.loads(new.body)["version"] == "v2"
+    assert leaf.key.splitlines()[1] not in failed.output + run.output  # never printed
