@@ -15,7 +15,7 @@ export PY_COLORS := 0
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 .PHONY: help setup lock testbed lint lint-code lint-workflows security unit unit-docker molecule lane-checks lane-molecule lane-e2e lane-faults \
-	$(addprefix molecule-,$(SCENARIOS)) e2e e2e-main e2e-fleet e2e-extra e2e-docs e2e-tls faults faults-doc test demo demo-clean bench mutation clean
+	$(addprefix molecule-,$(SCENARIOS)) e2e e2e-main e2e-fleet e2e-extra e2e-docs e2e-tls e2e-edge faults faults-doc test demo demo-clean bench mutation clean
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -109,19 +109,25 @@ e2e: testbed ## end-to-end over SSH with a registry and load
 # the registry login (last: it adds a registry that requires a login to the
 # server's engine) run in another lane than e2e-main, on servers (and a fleet)
 # and registries of their own.
-E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py tests/e2e/test_release.py tests/e2e/test_registry_login.py tests/e2e/test_edge_settings.py
+E2E_EXTRA := tests/e2e/test_options.py tests/e2e/test_ops.py tests/e2e/test_maintenance.py tests/e2e/test_release.py tests/e2e/test_registry_login.py
 # The README's vault steps and its cut-over from the compose stack, run as
 # written, on servers and a registry of their own.
 E2E_DOCS := tests/e2e/test_readme_docs.py
 # TLS (supplied certificate on three hosts, ACME from a local Pebble) on servers
 # and a registry of its own.
 E2E_TLS := tests/e2e/test_tls.py
+# A deploy applying changed edge settings (three apps on one server), on a server
+# and a registry of its own, after the fault suite in its lane.
+E2E_EDGE := tests/e2e/test_edge_settings.py
 
 e2e-main: testbed
-	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET) $(addprefix --ignore=,$(E2E_EXTRA) $(E2E_DOCS) $(E2E_TLS))
+	eval "$$($(BIN)/python -m testbed env)"; $(E2E_PYTEST) tests/e2e --deselect $(E2E_FLEET) $(addprefix --ignore=,$(E2E_EXTRA) $(E2E_DOCS) $(E2E_TLS) $(E2E_EDGE))
 
 e2e-docs: testbed ## the README's vault steps and compose cut-over, run as written
 	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_SERVER=melk-e2e-3 MELK_REGISTRY_NAME=registry-docs $(E2E_PYTEST) $(E2E_DOCS)
+
+e2e-edge: testbed ## a deploy applies changed edge settings (names, HTTPS, HSTS), collisions refused
+	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_SERVER=melk-e2e-4 MELK_REGISTRY_NAME=registry-edge $(E2E_PYTEST) $(E2E_EDGE)
 
 e2e-extra: testbed
 	eval "$$($(BIN)/python -m testbed env)"; MELK_E2E_SERVER=melk-e2e-2 MELK_E2E_FLEET=melk-e2e-xf MELK_REGISTRY_NAME=registry-extra $(E2E_PYTEST) $(E2E_EXTRA)
@@ -164,7 +170,7 @@ test: testbed $(NODE_TOOLS) ## every check: lint, security, unit, Molecule, end-
 
 # Four lanes of about the same length (estimated warm on two idle cores:
 # checks 3 + e2e-extra 14; Molecule 8 + e2e-fleet 4 + e2e-tls 5; e2e-main 13 +
-# edge_proxy 2 + e2e-docs 4; faults 15 with two apps and the renewal).
+# edge_proxy 2 + e2e-docs 4; faults 12 with two apps and the renewal + e2e-edge 3).
 lane-checks:
 	@$(call lane,checks,lint security unit unit-docker)
 	@$(call lane,e2e-extra,e2e-extra)
@@ -182,6 +188,7 @@ lane-e2e:
 
 lane-faults:
 	@$(call lane,faults,faults)
+	@$(call lane,e2e-edge,e2e-edge)
 
 demo: testbed ## the main job on a local sandbox server (http://127.0.0.1:8080, DEMO_PORT)
 	$(BIN)/python -m testbed.demo

@@ -173,6 +173,16 @@ def test_a_deploy_applies_changed_names_certificate_and_hsts_without_provision(
     bed = edge.bed
     leaf, changed = https_vars(edge, HSTS)
     workers = nginx_workers(bed)
+    # A dry run says the settings would be applied, and applies nothing.
+    files = edge_files(bed)
+    dry = bed.playbook(
+        "deploy.yml", "--check", "-e", f"@{changed}", "-e", f"sha={edge.releases['v3']}"
+    )
+    assert dry.rc == 0, dry.output[-4000:]
+    assert "edge settings differ from those on the host: would be applied first" in " ".join(
+        dry.output.split()
+    ), dry.output[-4000:]
+    assert (edge_files(bed), nginx_workers(bed)) == (files, workers)
     # What the one reload costs the host: keep-alive connections to the other app.
     with keepalive_load(f"{bed.server.url}/version") as kept:
         run = deploy(edge, "v3", changed)

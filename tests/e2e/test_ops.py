@@ -139,6 +139,7 @@ def test_deploy_check_diff_prints_the_plan_and_changes_nothing(bed: Bed) -> None
     assert "image would be pulled" in text
     assert "login none (no app_registry_username given)" in text  # no credentials here
     assert "app.env would change" in text
+    assert "edge settings as on the host, nothing to apply" in text
     assert re.search(
         rf"proxy switch from slot (blue|green) \({v2}\) to slot (blue|green) \({v3}\)", text
     )
@@ -157,6 +158,7 @@ def test_rollback_check_prints_the_plan_and_changes_nothing(bed: Bed) -> None:
     assert f"use the standby {v1}, already running in slot" in text
     assert "image already on the host, no pull" in text
     assert "app.env unchanged" in text
+    assert "edge not applied by a rollback" in text
     assert re.search(
         rf"proxy switch from slot (blue|green) \({v2}\) to slot (blue|green) \({v1}\)", text
     )

@@ -3,6 +3,7 @@ its login is kept under, and the credentials given as a pair (never echoing the 
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,6 +251,8 @@ PLAN_FACTS: dict[str, Any] = {
     "__app_deploy_lock": {"image_tags": [], "checksums": {"/opt/melk-ai/app.env": "ab12"}},
     "app_deploy_registry_username": "",
     "app_deploy_registry_password": "",
+    "app_deploy_proxy_record_file": "/etc/nginx/edge-proxy/melk-ai.json",
+    "edge_proxy_settings_digest": "d" * 64,
 }
 
 
@@ -318,6 +321,40 @@ def test_the_dry_run_plan_says_it_would_log_in_never_with_the_password(tmp_path:
     ],
 )
 def test_the_dry_run_plan_says_when_no_login_would_happen(
+    tmp_path: Path, facts: dict[str, Any], line: str
+) -> None:
+    assert line in dry_run_plan(tmp_path, **facts)
+
+
+def lock_with_record(digest: str) -> dict[str, Any]:
+    """What the lock's task read: the app's edge record naming that settings digest."""
+    record = json.dumps({"app": "melk-ai", "settings_digest": digest})
+    return {
+        **PLAN_FACTS["__app_deploy_lock"],
+        "files": {PLAN_FACTS["app_deploy_proxy_record_file"]: record},
+    }
+
+
+@pytest.mark.playbook
+@pytest.mark.parametrize(
+    ("facts", "line"),
+    [
+        (
+            {"__app_deploy_lock": lock_with_record("d" * 64)},
+            "edge     settings as on the host, nothing to apply",
+        ),
+        (
+            {"__app_deploy_lock": lock_with_record("e" * 64)},
+            "edge     settings differ from those on the host: would be applied first (nginx "
+            "reloads only if the site changes)",
+        ),
+        (
+            {"__app_deploy_lock": lock_with_record("e" * 64), "app_deploy_action": "rollback"},
+            "edge     not applied by a rollback",
+        ),
+    ],
+)
+def test_the_dry_run_plan_says_whether_the_edge_settings_would_be_applied(
     tmp_path: Path, facts: dict[str, Any], line: str
 ) -> None:
     assert line in dry_run_plan(tmp_path, **facts)
