@@ -164,13 +164,17 @@ LANE_CHECKS_MOLECULE := $(filter-out $(LANE_MOLECULE) $(LANE_E2E_MOLECULE),$(SCE
 # $(call lane,PREFIX,TARGETS): make TARGETS one after another, lines prefixed.
 lane = $(MAKE) --no-print-directory -j1 $(2) 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[$(1)] /'
 
+# e2e-edge runs last, on its own: it holds wrk's 64 keep-alive connections at full
+# speed for a minute or more (measuring what a settings reload costs), which starved
+# the other lanes' load tests into timeouts when it ran beside them.
 test: testbed $(NODE_TOOLS) ## every check: lint, security, unit, Molecule, end-to-end, faults
 	@$(MAKE) --no-print-directory -j4 lane-checks lane-molecule lane-e2e lane-faults
+	@$(call lane,e2e-edge,e2e-edge)
 	@echo ">> make test: all checks passed"
 
 # Four lanes of about the same length (estimated warm on two idle cores:
 # checks 3 + e2e-extra 14; Molecule 8 + e2e-fleet 4 + e2e-tls 5; e2e-main 13 +
-# edge_proxy 2 + e2e-docs 4; faults 12 with two apps and the renewal + e2e-edge 3).
+# edge_proxy 2 + e2e-docs 4; faults 12 with two apps and the renewal), then e2e-edge 3.
 lane-checks:
 	@$(call lane,checks,lint security unit unit-docker)
 	@$(call lane,e2e-extra,e2e-extra)
@@ -188,7 +192,6 @@ lane-e2e:
 
 lane-faults:
 	@$(call lane,faults,faults)
-	@$(call lane,e2e-edge,e2e-edge)
 
 demo: testbed ## the main job on a local sandbox server (http://127.0.0.1:8080, DEMO_PORT)
 	$(BIN)/python -m testbed.demo
