@@ -37,7 +37,10 @@ TLS_PORT = 8443  # published by the fault server (conftest)
 # certbot's layout for the app's certificate, and the hook it runs after a renewal
 LINEAGE = f"/etc/letsencrypt/live/{APP}"
 HOOK = "RENEWED_LINEAGE={lineage} /usr/local/sbin/edge-proxy-certificate /etc/nginx/tls"
-LOAD_AROUND = 3.0  # seconds of load before and after the renewal
+LOAD_AROUND = 5.0  # seconds of load before and after the renewal
+# The load must have run across the renewal: at least this many answers on each
+# shape (a loaded CI machine gave 92 new-handshake requests in 6.5 s).
+MIN_REQUESTS = 20
 
 
 @dataclass
@@ -124,7 +127,7 @@ def test_certificate_renewal_under_https_load_fails_nothing(
     )
     assert hook == "changed"
     for result in (kept.result, new.result):
-        assert result.requests > 100, result.summary()
+        assert result.requests >= MIN_REQUESTS, result.summary()
         assert result.socket_errors == 0 and result.non_2xx == 0, result.summary()
     assert served == expected
     assert nginx_after == nginx, "the renewal reloaded nginx"
