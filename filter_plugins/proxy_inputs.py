@@ -2,9 +2,12 @@
 
 Maintenance mode is a file per app, ``<state dir>/<app_name>.maintenance``: while it
 exists, the app's site answers every request but the health path with 503, a Retry-After
-header and the file's text as the body. nginx tests for the file on every request, so
+header and the page's text as the body. nginx tests for the file on every request, so
 turning maintenance on or off writes or removes a file and never reloads nginx (a reload
-closes every idle keep-alive connection). edge_proxy writes it; status reads it.
+closes every idle keep-alive connection). edge_proxy writes it; status reads it. The text
+nginx answers is read from the page file, ``<state dir>/<app_name>.maintenance.page``,
+written before the flag and never removed: a request that found the flag a moment before
+it was removed still finds the page (it found a 404 when the flag was the page).
 
 Validators (``*_error``) are pure and return ``''`` for a good value, else why it is
 refused, naming the variable. A value that holds a Jinja template is refused: what reaches
@@ -32,6 +35,7 @@ from edge_upstream import UPSTREAM_DIR, UPSTREAM_SUFFIX, upstream_path  # noqa: 
 from input_checks import as_int, shown  # noqa: E402
 
 MAINTENANCE_SUFFIX = ".maintenance"
+PAGE_SUFFIX = ".page"
 MAX_MESSAGE = 2000
 DEFAULT_MESSAGE = "This service is down for maintenance. Please try again later."
 STATES = {"on": True, "off": False}
@@ -100,6 +104,13 @@ def maintenance_path(app_name: object, state_dir: object = UPSTREAM_DIR) -> str:
     return upstream_path(app_name, state_dir).removesuffix(UPSTREAM_SUFFIX) + MAINTENANCE_SUFFIX
 
 
+def maintenance_page_path(app_name: object, state_dir: object = UPSTREAM_DIR) -> str:
+    """The app's maintenance page, ``<state_dir>/<app_name>.maintenance.page``: the text
+    nginx answers while the maintenance file exists. Written before that file, never
+    removed, so it outlives every switch-off."""
+    return maintenance_path(app_name, state_dir) + PAGE_SUFFIX
+
+
 def health_uri(path: object) -> str:
     """The health path as nginx's $uri sees it (no query, percent-decoded), for a quoted
     string of the site: AnsibleFilterError when it cannot be written there safely."""
@@ -144,6 +155,7 @@ class FilterModule:
             maintenance_message_error,
             maintenance_body,
             maintenance_path,
+            maintenance_page_path,
             health_uri,
             proxy_size_error,
             seconds_error,

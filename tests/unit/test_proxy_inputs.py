@@ -28,6 +28,7 @@ from proxy_inputs import (
     maintenance_body,
     maintenance_message_error,
     maintenance_on,
+    maintenance_page_path,
     maintenance_path,
     maintenance_state_error,
     proxy_size_error,
@@ -124,6 +125,7 @@ def test_an_accepted_message_is_the_files_text_exactly(message: str) -> None:
 def test_the_maintenance_file_sits_beside_the_upstream_file() -> None:
     assert maintenance_path("melk-ai") == "/etc/nginx/edge-proxy/melk-ai.maintenance"
     assert maintenance_path("shop", "/srv/proxy/") == "/srv/proxy/shop.maintenance"
+    assert maintenance_page_path("shop", "/srv/proxy/") == "/srv/proxy/shop.maintenance.page"
 
 
 @pytest.mark.parametrize(
@@ -201,6 +203,7 @@ def test_every_function_is_a_filter() -> None:
         "maintenance_message_error",
         "maintenance_body",
         "maintenance_path",
+        "maintenance_page_path",
         "health_uri",
         "proxy_size_error",
         "seconds_error",
@@ -240,7 +243,9 @@ def test_the_check_tests_the_apps_file_and_exempts_the_health_path(render: Any) 
     lines = [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
     assert "if (-f /etc/nginx/edge-proxy/shop.maintenance) {" in lines
     assert 'if ($uri = "/healthz") {' in lines
-    assert "alias /etc/nginx/edge-proxy/shop.maintenance;" in lines
+    # The page (never removed) first; the flag holds the text on hosts turned on before.
+    assert "root /etc/nginx/edge-proxy;" in lines
+    assert "try_files /shop.maintenance.page /shop.maintenance =503;" in lines
     assert "add_header Retry-After 60 always;" in lines
     # The private code reaches the page only through its own error_page.
     assert "return 599;" in lines
