@@ -27,6 +27,7 @@ from health_probe import (
     probe_loop,
     ready_loop,
     state_ok,
+    window_left,
 )
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -161,6 +162,52 @@ def test_run_waits_at_the_wait_interval_in_wait_mode() -> None:
     result = health_probe.run(given, Docker(""), fake.probe, fake.clock, fake.sleep)
     assert fake.probed_at == pytest.approx([0.0, 0.2, 0.4])
     assert result["healthy"] is True
+
+
+@pytest.mark.parametrize(
+    ("seconds", "since", "now", "left"),
+    [
+        (5.0, 0.0, 1000.0, 5.0),  # no since: the whole window from the first probe
+        (5.0, 1000.0, 1000.0, 5.0),  # switched this instant
+        (5.0, 1000.0, 1000.3, 4.7),  # the task started 0.3 s after the switch
+        (5.0, 1000.0, 1006.0, 0.0),  # a hook took longer than the window: one probe
+        (5.0, 1000.0, 999.0, 5.0),  # a clock that went back never lengthens the window
+    ],
+)
+def test_window_left(seconds: float, since: float, now: float, left: float) -> None:
+    assert window_left(seconds, since, now) == pytest.approx(left)
+
+
+@given(
+    seconds=st.floats(0, 600),
+    since=st.floats(0, 2e9),
+    now=st.floats(0, 2e9),
+)
+def test_window_left_is_within_the_window(seconds: float, since: float, now: float) -> None:
+    left = window_left(seconds, since, now)
+    assert 0.0 <= left <= seconds
+    if since > 0 and now >= since:
+        assert left == pytest.approx(max(0.0, since + seconds - now), abs=1e-6)
+
+
+def test_run_watches_until_the_window_from_since_ends() -> None:
+    fake = FakeTime([200])
+    given = params(mode="watch", seconds=5.0, interval=1.0, since=1000.0)
+    result = health_probe.run(
+        given, Docker(""), fake.probe, fake.clock, fake.sleep, wall=lambda: 1000.5
+    )
+    assert result["healthy"] is True
+    # 0.5 s of the window had passed: probes at 0..4 and the last at its end, 4.5
+    assert fake.probed_at == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0, 4.5])
+
+
+def test_run_probes_once_when_the_window_from_since_is_over() -> None:
+    fake = FakeTime([200])
+    given = params(mode="watch", seconds=5.0, since=1000.0)
+    result = health_probe.run(
+        given, Docker(""), fake.probe, fake.clock, fake.sleep, wall=lambda: 1009.0
+    )
+    assert (result["healthy"], fake.probed_at) == (True, [0.0])
 
 
 def test_run_refuses_a_wait_interval_of_zero() -> None:

@@ -83,7 +83,7 @@ def test_the_returns_the_roles_read_are_documented() -> None:
         "healthy", "status", "attempts", "elapsed", "error", "phase", "state", "probes"
     }  # fmt: skip
     assert set(yaml.safe_load(app_container.RETURN)) == {"container_id", "ip", "removed_images"}
-    assert set(yaml.safe_load(proxy_upstream.RETURN)) == {"reloaded"}
+    assert set(yaml.safe_load(proxy_upstream.RETURN)) == {"reloaded", "applied_at"}
     assert set(yaml.safe_load(app_logs.RETURN)) == {"lines", "found"}
     assert {"exit_code", "stdout_lines", "stderr_lines", "timed_out"} <= set(
         yaml.safe_load(app_oneoff.RETURN)

@@ -8,7 +8,8 @@ import locale
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import proxy_upstream
@@ -77,7 +78,17 @@ def do(
     check: bool = False,
 ) -> tuple[dict[str, object], Inspecting]:
     runner = Inspecting()
-    return switch(str(path), content, VALIDATE, test, reload, check, runner), runner
+    return switch(str(path), content, VALIDATE, test, reload, check, runner, wall(runner)), runner
+
+
+def wall(runner: Inspecting) -> Callable[[], float]:
+    """A clock that reads how many commands have run: applied_at tells when it was read."""
+    return lambda: float(len(runner.calls))
+
+
+def switched(runner: Inspecting) -> dict[str, object]:
+    """The result of a switch that applied the file, its time read after every command."""
+    return {"changed": True, "reloaded": True, "applied_at": float(len(runner.calls))}
 
 
 def validated(runner: Inspecting) -> list[str]:
@@ -100,7 +111,7 @@ def test_the_defaults_check_nothing_more_and_must_be_told_how_to_apply() -> None
 
 def test_a_switch_checks_the_candidate_replaces_the_file_and_applies_it(upstream: Path) -> None:
     result, runner = do(upstream)
-    assert result == {"changed": True, "reloaded": True}
+    assert result == switched(runner)
     assert upstream.read_text() == NEW
     assert stat.S_IMODE(upstream.stat().st_mode) == 0o644
     assert runner.calls == [validated(runner), APPLY], "no whole check when none is given"
@@ -110,7 +121,7 @@ def test_a_switch_checks_the_candidate_replaces_the_file_and_applies_it(upstream
 def test_a_test_command_when_given_runs_between_the_write_and_the_apply(upstream: Path) -> None:
     test = ["sh", "-c", f'grep -q "dnat to 172.17.0.4:8000" {upstream}']
     result, runner = do(upstream, test=test)
-    assert result == {"changed": True, "reloaded": True}
+    assert result == switched(runner)
     assert runner.calls == [validated(runner), test, APPLY]
 
 
@@ -123,7 +134,7 @@ def test_the_same_content_changes_nothing_and_applies_nothing(upstream: Path) ->
 def test_a_first_switch_writes_the_file(tmp_path: Path) -> None:
     path = tmp_path / "melk-ai.upstream"
     result, runner = do(path)
-    assert result == {"changed": True, "reloaded": True}
+    assert result == switched(runner)
     assert path.read_text() == NEW
     assert runner.calls == [validated(runner), APPLY]
 
@@ -194,9 +205,9 @@ def test_a_reader_of_the_old_file_sees_it_whole_during_a_switch(upstream: Path) 
     """The new file is renamed over the old one, never the old one rewritten: the boot
     unit, a deploy reading it, or a crash, sees the old file or the new one."""
     with upstream.open() as reader:
-        result, _runner = do(upstream)
+        result, runner = do(upstream)
         assert reader.read() == OLD
-    assert result == {"changed": True, "reloaded": True}
+    assert result == switched(runner)
     assert upstream.read_text() == NEW
 
 
@@ -228,8 +239,8 @@ def test_the_exact_commands_in_order_with_the_candidate_beside_the_file(upstream
     file nft will read), holds the new text, mode 0644, and is gone afterwards."""
     runner = Inspecting()
     test, reload = ["true", "whole-check"], ["true", "nft", "-f", str(upstream)]
-    result = switch(str(upstream), NEW, VALIDATE, test, reload, False, runner)
-    assert result == {"changed": True, "reloaded": True}
+    result = switch(str(upstream), NEW, VALIDATE, test, reload, False, runner, wall(runner))
+    assert result == switched(runner)
     [(candidate, text, mode)] = runner.candidates
     assert runner.calls == [["grep", "-q", "edge_proxy", candidate], test, reload]
     assert Path(candidate).parent == upstream.parent
@@ -241,8 +252,8 @@ def test_the_exact_commands_in_order_with_the_candidate_beside_the_file(upstream
 def test_a_switch_writes_utf8_whatever_the_locale(upstream: Path, ascii_locale: None) -> None:
     content = "# für café\n" + NEW
     runner = Inspecting()
-    result = switch(str(upstream), content, VALIDATE, NO_CHECK, OK, False, runner)
-    assert result == {"changed": True, "reloaded": True}
+    result = switch(str(upstream), content, VALIDATE, NO_CHECK, OK, False, runner, wall(runner))
+    assert result == switched(runner)
     assert runner.candidates[0][1] == content.encode("utf-8")
     assert upstream.read_bytes() == content.encode("utf-8")
 
@@ -419,7 +430,11 @@ def nft(tmp_path: Path) -> str:
 @pytest.mark.parametrize("content", [NEW, upstream_text("melk-ai", FRONT)])
 def test_nft_takes_the_candidate(upstream: Path, nft: str, content: str) -> None:
     runner = Runner()
+    before = time.time()
     result = switch(str(upstream), content, f"{nft} -c -f %s", NO_CHECK, OK, False, runner)
+    applied_at = result.pop("applied_at")
+    assert isinstance(applied_at, float)
+    assert before <= applied_at <= time.time()  # the host's wall clock
     assert result == {"changed": True, "reloaded": True}
     assert upstream.read_text() == content
 

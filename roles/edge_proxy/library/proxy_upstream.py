@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -80,6 +81,13 @@ reloaded:
   description: Whether the file was applied (O(reload_command) ran).
   returned: always
   type: bool
+applied_at:
+  description:
+    - When the file was applied, in seconds since the epoch on the managed host's clock
+      (when O(reload_command) succeeded), where a watch of the new target's window starts
+      (health_probe's C(since)).
+  returned: when reloaded
+  type: float
 """
 
 
@@ -141,6 +149,7 @@ def switch(
     reload_command: Sequence[str],
     check_mode: bool,
     runner: Runner,
+    wall: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """Do the switch; a result for exit_json, with failed=True to fail."""
     old = read_text(path)
@@ -168,7 +177,7 @@ def switch(
             "edge proxy: applying the switch failed, the old switch file is back: "
             f"{one_line(out_text, err)}"
         )
-    return {"changed": True, "reloaded": True}
+    return {"changed": True, "reloaded": True, "applied_at": wall()}
 
 
 def main() -> None:

@@ -60,6 +60,15 @@ options:
       healthy answer (the window counts from that answer).
     type: float
     default: 0
+  since:
+    description:
+      - With O(mode=watch), the moment the window counts from, in seconds since the epoch
+        on the managed host's clock (the switch's C(applied_at)); the watch ends at
+        O(since) plus O(seconds), after at least one probe. 0, from the first probe.
+      - The traffic moved at the switch, so the window that matters starts there, not when
+        this task got going.
+    type: float
+    default: 0
   container:
     description: Name of a Docker container whose state is checked after the probes
       (C(docker inspect)); it must be running with a restart count of 0.
@@ -170,6 +179,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "mode": {"type": "str", "default": "wait", "choices": list(MODES)},
     "seconds": {"type": "float", "required": True},
     "watch_seconds": {"type": "float", "default": 0.0},
+    "since": {"type": "float", "default": 0.0},
     "container": {"type": "str"},
     "interval": {"type": "float", "default": 1.0},
     "wait_interval": {"type": "float"},
@@ -257,6 +267,13 @@ def ready_loop(
     }
 
 
+def window_left(seconds: float, since: float, now: float) -> float:
+    """The part of a watch window of seconds from since (0: from now) still ahead at now."""
+    if since <= 0:
+        return seconds
+    return max(0.0, min(seconds, since + seconds - now))
+
+
 def state_ok(state: Mapping[str, Any]) -> bool:
     """A container that runs and has never restarted."""
     return bool(state) and bool(state["running"]) and state["restarts"] == 0
@@ -280,8 +297,8 @@ def params_error(params: Mapping[str, Any]) -> str:
     ]
     errors += [
         f"{key} must not be below 0, got {params[key]}"
-        for key in ("seconds", "watch_seconds")
-        if params[key] < 0
+        for key in ("seconds", "watch_seconds", "since")
+        if (params.get(key) or 0) < 0
     ]
     if not str(params.get("url", "")).startswith(("http://", "https://")):
         errors.append(f"url must be an http:// or https:// URL, got {params.get('url')!r}")
@@ -344,6 +361,7 @@ def run(
     probe: Probe | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    wall: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """Probe as params ask, then check the container; a result for exit_json."""
     error = params_error(params)
@@ -375,9 +393,12 @@ def run(
         )
     else:
         every = params["interval"]
+        seconds = params["seconds"]
         if params["mode"] == "wait":
             every = params.get("wait_interval") or every
-        looped = probe_loop(probe, params["mode"], params["seconds"], every, codes, clock, sleep)
+        else:
+            seconds = window_left(seconds, params.get("since") or 0.0, wall())
+        looped = probe_loop(probe, params["mode"], seconds, every, codes, clock, sleep)
         result = {**looped, "phase": params["mode"]}
     if params["container"] and result["healthy"]:
         rc, out, _err = runner(state_argv(params["container"]))
