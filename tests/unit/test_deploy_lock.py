@@ -1037,3 +1037,44 @@ def test_main_looks_up_image_tags_with_the_modules_command_runner(
 def test_main_names_the_missing_parameters(lock_path: Path, args: dict[str, Any], msg: str) -> None:
     result = run_module(deploy_lock.main, {"path": str(lock_path), **args})
     assert (result["rc"], result["msg"]) == (1, msg)
+
+
+def test_the_image_lookup_runs_beside_the_containers_lookup(lock_path: Path) -> None:
+    """Both docker commands are under way at once: each waits until the other started."""
+    started = {"image": threading.Event(), "inspect": threading.Event()}
+
+    def docker(argv: Sequence[str]) -> tuple[int, str, str]:
+        mine, other = ("image", "inspect") if argv[1] == "image" else ("inspect", "image")
+        started[mine].set()
+        assert started[other].wait(5), f"docker {other} never started beside docker {mine}"
+        return (0, "v1\n", "") if mine == "image" else (0, "blue true 0 abcdef0 1.2.3.4\n", "")
+
+    params = {
+        "path": str(lock_path),
+        "owner": "a@c",
+        "run_id": "r",
+        "image_repository": "reg/app",
+        "containers": ["app-blue"],
+    }
+    result = run(params, check_mode=False, runner=docker, now=NOW)
+    assert result["image_tags"] == ["v1"]
+    assert result["containers"] == "blue true 0 abcdef0 1.2.3.4\n"
+
+
+def test_a_failed_image_lookup_still_fails_the_task_beside_the_containers(
+    lock_path: Path,
+) -> None:
+    def docker(argv: Sequence[str]) -> tuple[int, str, str]:
+        if argv[1] == "image":
+            return 1, "", "Cannot connect to the Docker daemon"
+        return 0, "", ""
+
+    params = {
+        "path": str(lock_path),
+        "owner": "a@c",
+        "run_id": "r",
+        "image_repository": "reg/app",
+        "containers": ["app-blue"],
+    }
+    with pytest.raises(OSError, match="docker image ls reg/app: Cannot connect"):
+        deploy_lock.read_state(params, docker)
