@@ -118,6 +118,36 @@ def parse_state(rc: int, stdout: str) -> dict[str, Any]:
     }
 
 
+# A container that restarted and runs again reports exit code 0: the code it last
+# exited with is in the engine's die events since the container was created (a
+# removed container of the same name died before that).
+CREATED_FORMAT = "{{.Created}}"
+EXIT_CODE_FORMAT = "{{.Actor.Attributes.exitCode}}"
+
+
+def created_argv(name: str) -> list[str]:
+    """When the container was created (RFC 3339), for die_events_argv's since."""
+    return ["docker", "inspect", "--type", "container", "--format", CREATED_FORMAT, name]
+
+
+def die_events_argv(name: str, since: str, until: float) -> list[str]:
+    """The exit codes of the container's deaths from since until until, oldest first.
+    until is the host's time (seconds.nanoseconds): the engine reads a relative one
+    such as 0s in whole seconds, and missed a death within the current second."""
+    return [
+        "docker", "events", "--since", since, "--until", f"{until:.9f}",
+        "--filter", "type=container", "--filter", f"container={name}",
+        "--filter", "event=die", "--format", EXIT_CODE_FORMAT,
+    ]  # fmt: skip
+
+
+def parse_last_exit(stdout: str) -> int | None:
+    """The last exit code in die_events_argv's answer; None for none."""
+    codes = [line.strip() for line in stdout.splitlines() if line.strip()]
+    last = codes[-1] if codes else ""
+    return int(last) if last.lstrip("-").isdigit() else None
+
+
 def parse_tags(stdout: str) -> list[str]:
     """The tags in image_tags_argv's answer, sorted, without untagged images."""
     return sorted(tag for tag in stdout.split() if tag != NO_TAG)

@@ -6,8 +6,11 @@ exact messages)."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,12 +20,17 @@ import app_oneoff
 import health_probe
 import pytest
 from ansible.module_utils.melk_docker import (
+    CREATED_FORMAT,
     MASK,
+    created_argv,
+    die_events_argv,
     env_values,
     logs_argv,
     masked,
     oneoff_argv,
     output_tail,
+    parse_last_exit,
+    parse_state,
     read_env_values,
     run_argv,
     state_argv,
@@ -375,6 +383,94 @@ def test_diagnose_reads_the_state_and_the_log_and_masks_them(tmp_path: Path) -> 
     ]
     assert result["report"][5] == "last 50 log lines (50):"
     assert SECRET not in str(result)
+
+
+def test_the_last_exit_code_command_lines() -> None:
+    assert created_argv("melk-ai-blue") == [
+        "docker", "inspect", "--type", "container", "--format", "{{.Created}}", "melk-ai-blue"
+    ]  # fmt: skip
+    assert die_events_argv("melk-ai-blue", "2026-12-06T09:56:40.1Z", 1796551427.5) == [
+        "docker", "events", "--since", "2026-12-06T09:56:40.1Z",
+        "--until", "1796551427.500000000",
+        "--filter", "type=container", "--filter", "container=melk-ai-blue",
+        "--filter", "event=die", "--format", "{{.Actor.Attributes.exitCode}}",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("out", "code"),
+    [("4\n4\n3\n", 3), ("137\n", 137), ("", None), ("\n", None), ("x\n", None)],
+)
+def test_parse_last_exit(out: str, code: int | None) -> None:
+    assert parse_last_exit(out) == code
+
+
+STATE = ["docker", "inspect", "--type", "container", "--format"]
+
+
+def test_a_release_running_again_after_restarts_shows_the_code_it_last_exited_with(
+    tmp_path: Path,
+) -> None:
+    """docker says exit code 0 while the container runs again; its die events say 4."""
+    created = "2026-12-06T09:56:40.123Z"
+    docker = Docker(
+        ([*STATE, CREATED_FORMAT], (0, created + "\n", "")),
+        (STATE, (0, "true 5 running 0\n", "")),
+        (["docker", "events"], (0, "4\n4\n4\n4\n4\n", "")),
+    )
+    params = {"name": "melk-ai-blue", "probes": [], "url": URL, "env_file": None, "lines": 5}
+    result = app_diagnose.run(params, docker, wall=lambda: 1796551427.5)
+    assert docker.calls[:3] == [
+        state_argv("melk-ai-blue"),
+        created_argv("melk-ai-blue"),
+        die_events_argv("melk-ai-blue", created, 1796551427.5),
+    ]
+    assert (
+        result["message"] == "the new release restarted 5 times (it is running; last exit code 4)"
+    )
+    assert result["state"]["exit_code"] == 4
+
+
+def test_unreadable_die_events_leave_the_engines_exit_code() -> None:
+    docker = Docker(
+        ([*STATE, CREATED_FORMAT], (0, "2026-12-06T09:56:40Z\n", "")),
+        (STATE, (0, "true 1 running 0\n", "")),
+        (["docker", "events"], (1, "", "permission denied")),
+    )
+    params = {"name": "x", "probes": [], "url": "", "env_file": None, "lines": 5}
+    assert app_diagnose.run(params, docker)["state"]["exit_code"] == 0
+
+
+@pytest.mark.docker
+def test_the_engine_tells_the_last_exit_code_of_a_container_running_again() -> None:
+    """A real container that exits with 4 after a moment and is restarted: caught while
+    it runs again, its die events give 4 where its state says 0."""
+    name = f"melk-unit-diag-{uuid.uuid4().hex[:8]}"
+    started = subprocess.run(
+        ["docker", "run", "--detach", "--name", name, "--restart", "always",
+         "melk-testbed/busybox:1", "sh", "-c", "sleep 2; exit 4"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        deadline = time.monotonic() + 30
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            state = parse_state(*real_docker(state_argv(name))[:2])
+            # "restarting" counts as running too, with the exit code kept
+            if state and state["status"] == "running" and state["restarts"] > 0:
+                break
+            time.sleep(0.1)
+        assert state["status"] == "running" and state["restarts"] > 0, state
+        assert state["exit_code"] == 0  # what the engine says while it runs
+        assert app_diagnose.last_exit_code(name, real_docker) == 4
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+
+
+def real_docker(argv: Sequence[str]) -> tuple[int, str, str]:
+    done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout, done.stderr
 
 
 def test_diagnose_without_the_env_file_shows_no_log_and_no_body(tmp_path: Path) -> None:

@@ -14,14 +14,18 @@ it to syntax and library calls of Python 3.8 (new-style types only inside annota
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.melk_docker import (
+    created_argv,
+    die_events_argv,
     logs_argv,
     masked,
     merge_logs,
+    parse_last_exit,
     parse_state,
     read_env_values,
     state_argv,
@@ -35,6 +39,8 @@ description:
   - Reads the state of the container O(name) (running, restart count, status, exit code) and
     its last O(lines) log lines, and returns RV(cause), RV(message) and RV(report): the cause,
     the container's state, the last O(probes) and the log, for a person to read.
+  - A container that restarted and runs again reports exit code 0 to C(docker inspect); the
+    code it last exited with is then read from the engine's C(die) events since it was created.
   - The values of O(env_file) (4 characters or longer) are masked in all of it; when the file
     cannot be read, the log and the probes' bodies are left out.
   - Changes nothing.
@@ -207,12 +213,29 @@ def report(
     return out
 
 
-def run(params: Mapping[str, Any], runner: Runner) -> dict[str, Any]:
+def last_exit_code(name: str, runner: Runner, wall: Callable[[], float] = time.time) -> int | None:
+    """The code the container last exited with, from the engine's die events since it
+    was created until now; None when they cannot be read."""
+    rc, created, _err = runner(created_argv(name))
+    if rc != 0 or not created.strip():
+        return None
+    rc, out, _err = runner(die_events_argv(name, created.strip(), wall()))
+    return parse_last_exit(out) if rc == 0 else None
+
+
+def run(
+    params: Mapping[str, Any], runner: Runner, wall: Callable[[], float] = time.time
+) -> dict[str, Any]:
     """Read the container and its log, and judge; a result for exit_json."""
     name = str(params["name"])
     lines = max(int(params.get("lines") or 50), 1)
     rc, out, _err = runner(state_argv(name))
     state = parse_state(rc, out)
+    if state and state["status"] == "running" and state["restarts"] > 0:
+        # Running again after a restart: docker says exit code 0 (while "restarting"
+        # it keeps the code); the code it last exited with is in its die events.
+        code = last_exit_code(name, runner, wall)
+        state["exit_code"] = code if code is not None else state["exit_code"]
     values: list[str] | None
     values, why = read_env_values(params.get("env_file"))
     warnings = []
