@@ -1039,6 +1039,17 @@ def test_main_names_the_missing_parameters(lock_path: Path, args: dict[str, Any]
     assert (result["rc"], result["msg"]) == (1, msg)
 
 
+def both_lookups(lock_path: Path) -> dict[str, object]:
+    """Acquire parameters that look up the images and a slot container."""
+    return {
+        "path": str(lock_path),
+        "owner": "a@c",
+        "run_id": "r",
+        "image_repository": "reg/app",
+        "containers": ["app-blue"],
+    }
+
+
 def test_the_image_lookup_runs_beside_the_containers_lookup(lock_path: Path) -> None:
     """Both docker commands are under way at once: each waits until the other started."""
     started = {"image": threading.Event(), "inspect": threading.Event()}
@@ -1049,13 +1060,7 @@ def test_the_image_lookup_runs_beside_the_containers_lookup(lock_path: Path) -> 
         assert started[other].wait(5), f"docker {other} never started beside docker {mine}"
         return (0, "v1\n", "") if mine == "image" else (0, "blue true 0 abcdef0 1.2.3.4\n", "")
 
-    params = {
-        "path": str(lock_path),
-        "owner": "a@c",
-        "run_id": "r",
-        "image_repository": "reg/app",
-        "containers": ["app-blue"],
-    }
+    params = both_lookups(lock_path)
     result = run(params, check_mode=False, runner=docker, now=NOW)
     assert result["image_tags"] == ["v1"]
     assert result["containers"] == "blue true 0 abcdef0 1.2.3.4\n"
@@ -1069,12 +1074,6 @@ def test_a_failed_image_lookup_still_fails_the_task_beside_the_containers(
             return 1, "", "Cannot connect to the Docker daemon"
         return 0, "", ""
 
-    params = {
-        "path": str(lock_path),
-        "owner": "a@c",
-        "run_id": "r",
-        "image_repository": "reg/app",
-        "containers": ["app-blue"],
-    }
+    params = both_lookups(lock_path)
     with pytest.raises(OSError, match="docker image ls reg/app: Cannot connect"):
         deploy_lock.read_state(params, docker)
