@@ -87,10 +87,15 @@ class Bed:
         return self.command(name, *extra).spawn()
 
     @contextmanager
-    def traffic(self, lead: float = 1.0, max_seconds: float = 240) -> Iterator[Traffic]:
-        """Traffic through the server's edge proxy while the block runs; the
-        outcomes are in the Traffic once it is left."""
-        with under_load(self.server.url, lead=lead, max_seconds=max_seconds) as traffic:
+    def traffic(
+        self, lead: float = 1.0, max_seconds: float = 240, min_cycle: float = 0.0
+    ) -> Iterator[Traffic]:
+        """Traffic through the server's edge proxy while the block runs (each worker
+        at most one request every min_cycle seconds); the outcomes are in the
+        Traffic once it is left."""
+        with under_load(
+            self.server.url, lead=lead, max_seconds=max_seconds, min_cycle=min_cycle
+        ) as traffic:
             yield traffic
 
     def under_load(

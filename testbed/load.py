@@ -76,6 +76,7 @@ class Load:
         max_requests: int = 200_000,
         timeout: float = 15,
         host: str = "",
+        min_cycle: float = 0.0,
     ) -> None:
         parsed = urlparse(url)
         # The Host header of every request ('' for the URL's): an app the edge routes by name.
@@ -90,6 +91,10 @@ class Load:
         self.max_seconds = max_seconds
         self.max_requests = max_requests
         self.timeout = timeout
+        # Each worker starts a request at most every min_cycle seconds: where every
+        # answer is instant (maintenance mode's page), the workers would otherwise open
+        # a new connection as fast as the machine allows.
+        self.min_cycle = min_cycle
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._report = Report()
@@ -124,10 +129,14 @@ class Load:
                 if len(self._report.outcomes) >= self.max_requests:
                     break
             path = self.slow_path if (n + index) % self.slow_every == 0 else "/version"
+            began = time.monotonic()
             outcome = self._one(path)
             with self._lock:
                 self._report.outcomes.append(outcome)
             n += 1
+            rest = self.min_cycle - (time.monotonic() - began)
+            if rest > 0:
+                self._stop.wait(rest)
 
     @property
     def t0(self) -> float:
@@ -200,11 +209,19 @@ def under_load(
     workers: int = WORKERS,
     slow_ms: int = SLOW_MS,
     host: str = "",
+    min_cycle: float = 0.0,
 ) -> Iterator[Traffic]:
     """Requests to url (with the Host header `host` when given) while the body runs,
-    `lead` seconds of them before and after it; the Traffic holds every outcome once
-    the block is left."""
-    load = Load(url, workers=workers, slow_ms=slow_ms, max_seconds=max_seconds, host=host).start()
+    `lead` seconds of them before and after it, each worker's at most one every
+    `min_cycle` seconds; the Traffic holds every outcome once the block is left."""
+    load = Load(
+        url,
+        workers=workers,
+        slow_ms=slow_ms,
+        max_seconds=max_seconds,
+        host=host,
+        min_cycle=min_cycle,
+    ).start()
     traffic = Traffic(load=load)
     try:
         time.sleep(lead)  # traffic flows before anything moves
