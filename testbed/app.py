@@ -57,7 +57,9 @@ def build_release(
         # Extra ENV lines (e.g. APP_DEGRADE_AFTER) through a derived Dockerfile.
         base = (APP_DIR / "Dockerfile").read_text()
         lines = "".join(f"ENV {k}={v}\n" for k, v in sorted(extra_env.items()))
-        dockerfile = APP_DIR / f".Dockerfile.{sha[:12]}"
+        # One file per process: suites of make test build the same release at once,
+        # and one removed the other's file before its build read it.
+        dockerfile = APP_DIR / f".Dockerfile.{sha[:12]}.{os.getpid()}"
         dockerfile.write_text(base.replace("COPY server.py", lines + "COPY server.py"))
         args += ["-f", str(dockerfile)]
     env = dict(os.environ, DOCKER_BUILDKIT="0")  # the host's engine 20.10 has no buildx
