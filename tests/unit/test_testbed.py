@@ -4,12 +4,15 @@ and the figures of a load that demo, bench, e2e and faults share (no engine)."""
 from __future__ import annotations
 
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from testbed import ROOT, servers
-from testbed.load import Outcome, Report, sent_after, served_chain
+from testbed.load import Load, Outcome, Report, sent_after, served_chain
 from testbed.playbook import Command, ansible_env, error_message, playbook_args
 
 
@@ -103,3 +106,37 @@ def test_served_chain_and_the_requests_sent_after_a_moment() -> None:
     assert served_chain(Report(straggler)) == "v1 -> v2"
     assert served_chain(Report([])) == "nothing yet"
     assert [o.start for o in sent_after(outcomes, 3)] == [3, 4, 5]
+
+
+class _Instant(BaseHTTPRequestHandler):
+    """Answers every request at once, as maintenance mode's page does."""
+
+    def do_GET(self) -> None:
+        body = b'{"version": "v1"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("min_cycle", [0.0, 0.1])
+def test_min_cycle_paces_each_worker(min_cycle: float) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Instant)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        load = Load(f"http://127.0.0.1:{server.server_port}", workers=2, min_cycle=min_cycle)
+        load.start()
+        time.sleep(0.55)
+        report = load.stop()
+    finally:
+        server.shutdown()
+    assert all(o.status == 200 for o in report.outcomes)
+    if min_cycle:
+        # two workers, one request at 0, 0.1, ... 0.5 s each: at most 12
+        assert 6 <= report.total <= 12, report.total
+    else:
+        assert report.total > 20, report.total  # unpaced: as fast as the server answers
