@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
 from unittest import mock
@@ -55,6 +56,12 @@ def warning_text(warning: Any) -> str:
     if isinstance(warning, dict):
         return str(warning["event"]["msg"])
     return str(warning)
+
+
+def real_docker(argv: Sequence[str]) -> tuple[int, str, str]:
+    """The real engine as a module's Runner: the command line run, (rc, stdout, stderr)."""
+    done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout, done.stderr
 
 
 class Docker:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -31,7 +30,7 @@ from health_probe import (
 )
 from hypothesis import example, given
 from hypothesis import strategies as st
-from module_harness import run_module
+from module_harness import real_docker, run_module
 
 OK = list(range(200, 300))
 
@@ -607,11 +606,6 @@ def test_main_checks_the_container_with_docker_inspect(
 
 
 # --- against the real engine ---------------------------------------------------------
-
-
-def real_docker(argv: Sequence[str]) -> tuple[int, str, str]:
-    done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.mark.docker

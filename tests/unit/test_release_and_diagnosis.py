@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from ansible.module_utils.melk_docker import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
-from module_harness import Docker
+from module_harness import Docker, real_docker
 from ops_inputs import release_command_error, release_timeout_error
 
 SECRET = "s3cret-token-value"
@@ -466,11 +466,6 @@ def test_the_engine_tells_the_last_exit_code_of_a_container_running_again() -> N
         assert app_diagnose.last_exit_code(name, real_docker) == 4
     finally:
         subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
-
-
-def real_docker(argv: Sequence[str]) -> tuple[int, str, str]:
-    done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    return done.returncode, done.stdout, done.stderr
 
 
 def test_diagnose_without_the_env_file_shows_no_log_and_no_body(tmp_path: Path) -> None:
