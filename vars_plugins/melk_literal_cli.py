@@ -81,6 +81,12 @@ def make_literal(extra_vars: MutableMapping[str, Any], names: Iterable[str]) -> 
             extra_vars[name] = wrap_var(extra_vars[name])
 
 
+# The extra vars already made literal in this process: Ansible calls vars plugins for
+# every host and group on every task (about 0.1 s of a five-host deploy went to parsing
+# the -e options again); the dict load_extra_vars keeps is done once.
+_DONE: list[MutableMapping[str, Any]] = []
+
+
 def literal_cli_extra_vars(loader: Any) -> None:
     options = [
         to_text(o, errors="surrogate_or_strict") for o in context.CLIARGS.get("extra_vars", ())
@@ -88,6 +94,8 @@ def literal_cli_extra_vars(loader: Any) -> None:
     if not any(o and inline_option(o) for o in options):
         return
     extra_vars = load_extra_vars(loader)
+    if any(done is extra_vars for done in _DONE):
+        return
     if load_extra_vars(loader) is not extra_vars:
         raise AnsibleError(
             "melk_literal_cli: this ansible-core does not keep its extra vars in one place; "
@@ -95,6 +103,7 @@ def literal_cli_extra_vars(loader: Any) -> None:
             "(with !unsafe where a value must stay literal)."
         )
     make_literal(extra_vars, inline_names(options, lambda path: loader.load_from_file(path)))
+    _DONE.append(extra_vars)
 
 
 class VarsModule(BaseVarsPlugin):  # type: ignore[misc]  # untyped base
