@@ -189,12 +189,16 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # untyped base
         path = found.plugin_resolved_path if found.resolved else None
         source = Path(path).read_text(encoding="utf-8") if path else ""
         directories = self._utils_directories()
-        sources = bundle(source, lambda util: utils_source(util, directories)) if source else {}
+        sources: dict[str, str] = {}
+        try:
+            sources = bundle(source, lambda util: utils_source(util, directories))
+        except (FileNotFoundError, SyntaxError):
+            source = ""  # the usual way says what is missing or wrong
         if not source or blockers(source, sources.values()) or self._task.async_val:
-            # the usual way: AnsiballZ
-            usual: dict[str, Any] = merge_hash(result, self._execute_module(task_vars=task_vars))
-            return usual
+            return self._usual(result, task_vars)
         namespace = module_namespace(str(path), directories)
+        if "ARGUMENT_SPEC" not in namespace:
+            return self._usual(result, task_vars)
         spec = namespace["ARGUMENT_SPEC"]
         params, no_log, error = check_arguments(
             name, spec, namespace.get("REQUIRED_IF", []), self._task.args
@@ -215,6 +219,11 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # untyped base
             result, remove_values(done, no_log) if no_log else done
         )
         return finished
+
+    def _usual(self, result: dict[str, Any], task_vars: dict[str, Any] | None) -> dict[str, Any]:
+        """The module run the usual way: AnsiballZ."""
+        usual: dict[str, Any] = merge_hash(result, self._execute_module(task_vars=task_vars))
+        return usual
 
     @staticmethod
     def _utils_directories() -> list[str]:

@@ -404,3 +404,40 @@ def test_secrets_paths_warnings_check_mode_and_errors_as_ansiblemodule(
     assert raised["failed"] and "boom" in json.dumps(raised)
     assert missing["failed"] and "nonexistent" in json.dumps(missing)
     assert (RUNNER_USED in log) is fast
+
+
+PLAIN_MODULE = """
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(argument_spec={"word": {"type": "str", "default": "hi"}})
+    module.exit_json(said=module.params["word"])
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_module_without_argument_spec_at_module_level_runs_the_usual_way(
+    tmp_path: Path,
+) -> None:
+    library, actions = tmp_path / "library", tmp_path / "actions"
+    for directory in (library, actions):
+        directory.mkdir()
+    (library / "melk_plain.py").write_text(PLAIN_MODULE)
+    (actions / "melk_plain.py").write_text(
+        "from ansible.plugins.loader import action_loader\n"
+        'ActionModule = action_loader.get("melk_remote", class_only=True)\n'
+    )
+    env = {
+        "ANSIBLE_LIBRARY": f"{library}:{ROOT / 'library'}",
+        "ANSIBLE_ACTION_PLUGINS": f"{actions}:{ROOT / 'action_plugins'}",
+    }
+    (said,), log = run_playbook(
+        tmp_path, [{"melk_plain": {"word": "yo"}}], fast=True, extra_env=env
+    )
+    assert said["said"] == "yo"
+    assert RUNNER_USED not in log
+    assert f"Using module file {library / 'melk_plain.py'}" in log
