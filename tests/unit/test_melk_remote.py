@@ -39,6 +39,7 @@ MODULES = {
 PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 # what ansible-playbook -vvv prints when a task runs through library/melk_remote_run.py
 RUNNER_USED = f"Using module file {ROOT / 'library/melk_remote_run.py'}"
+INTERPRETER = f"ansible_python_interpreter={sys.executable}"
 
 
 def read_util(name: str) -> str:
@@ -238,40 +239,16 @@ def run_playbook(
         "ANSIBLE_LOCAL_TEMP": str(tmp / "local"),
         **(extra_env or {}),
     }
-    done = subprocess.run(
-        [
-            PLAYBOOK,
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+    command = [PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", INTERPRETER, str(playbook)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, cwd=ROOT)
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:
         raise AssertionError(done.stdout[-2000:] + done.stderr[-2000:]) from None
     results = [task["hosts"]["localhost"] for task in report["plays"][0]["tasks"]]
+    # the same tasks again, -vvv with the default callback: which module file ran
     verbose = subprocess.run(
-        [
-            PLAYBOOK,
-            "-vvv",
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-        ],
+        [command[0], "-vvv", *command[1:]],
         env={**env, "ANSIBLE_STDOUT_CALLBACK": "default"},
         capture_output=True,
         text=True,
@@ -333,6 +310,23 @@ def test_deploy_lock_gives_the_same_results_both_ways(tmp_path: Path) -> None:
     assert RUNNER_USED not in usual_log
 
 
+def fixture_module(tmp: Path, name: str, source: str, fast: bool) -> dict[str, str]:
+    """A module NAME in tmp/library with an action plugin that is melk_remote (fast), or
+    no action plugin at all: the Ansible settings that find them."""
+    library, actions, empty = tmp / "library", tmp / "actions", tmp / "empty"
+    for directory in (library, actions, empty):
+        directory.mkdir()
+    (library / f"{name}.py").write_text(source)
+    (actions / f"{name}.py").write_text(
+        "from ansible.plugins.loader import action_loader\n"
+        'ActionModule = action_loader.get("melk_remote", class_only=True)\n'
+    )
+    return {
+        "ANSIBLE_LIBRARY": f"{library}:{ROOT / 'library'}",
+        "ANSIBLE_ACTION_PLUGINS": f"{actions}:{ROOT / 'action_plugins'}" if fast else str(empty),
+    }
+
+
 FIXTURE = """
 from ansible.module_utils.basic import AnsibleModule
 
@@ -366,18 +360,7 @@ if __name__ == "__main__":
 def test_secrets_paths_warnings_check_mode_and_errors_as_ansiblemodule(
     tmp_path: Path, fast: bool
 ) -> None:
-    library, actions, empty = tmp_path / "library", tmp_path / "actions", tmp_path / "empty"
-    for directory in (library, actions, empty):
-        directory.mkdir()
-    (library / "melk_fixture.py").write_text(FIXTURE)
-    (actions / "melk_fixture.py").write_text(
-        "from ansible.plugins.loader import action_loader\n"
-        'ActionModule = action_loader.get("melk_remote", class_only=True)\n'
-    )
-    env = {
-        "ANSIBLE_LIBRARY": f"{library}:{ROOT / 'library'}",
-        "ANSIBLE_ACTION_PLUGINS": f"{actions}:{ROOT / 'action_plugins'}" if fast else str(empty),
-    }
+    env = fixture_module(tmp_path, "melk_fixture", FIXTURE, fast)
     tasks = [
         {
             "melk_fixture": {
@@ -423,18 +406,8 @@ if __name__ == "__main__":
 def test_a_module_without_argument_spec_at_module_level_runs_the_usual_way(
     tmp_path: Path,
 ) -> None:
-    library, actions = tmp_path / "library", tmp_path / "actions"
-    for directory in (library, actions):
-        directory.mkdir()
-    (library / "melk_plain.py").write_text(PLAIN_MODULE)
-    (actions / "melk_plain.py").write_text(
-        "from ansible.plugins.loader import action_loader\n"
-        'ActionModule = action_loader.get("melk_remote", class_only=True)\n'
-    )
-    env = {
-        "ANSIBLE_LIBRARY": f"{library}:{ROOT / 'library'}",
-        "ANSIBLE_ACTION_PLUGINS": f"{actions}:{ROOT / 'action_plugins'}",
-    }
+    env = fixture_module(tmp_path, "melk_plain", PLAIN_MODULE, fast=True)
+    library = tmp_path / "library"
     (said,), log = run_playbook(
         tmp_path, [{"melk_plain": {"word": "yo"}}], fast=True, extra_env=env
     )
