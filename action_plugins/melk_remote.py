@@ -65,9 +65,9 @@ def imported_utils(source: str) -> list[str]:
 
 def blockers(source: str, utils: Iterable[str] = ()) -> list[str]:
     """Why a module's source cannot run on library/melk_remote_run.py ([] when it can):
-    module_utils other than basic and the project's own, AnsibleModule options or
-    attributes that the runner's AnsibleModule does not have (in the module or in the
-    module_utils sources it ships with)."""
+    module_utils other than basic and the project's own, anything but AnsibleModule from
+    basic, AnsibleModule options or attributes that the runner's AnsibleModule does not
+    have (in the module or in the module_utils sources it ships with)."""
     found = [
         f"imports {name}"
         for text in (source, *utils)
@@ -75,6 +75,12 @@ def blockers(source: str, utils: Iterable[str] = ()) -> list[str]:
         if name != BASIC and not name.startswith(SHIPPED_PREFIX)
     ]
     for node in (n for text in (source, *utils) for n in ast.walk(ast.parse(text))):
+        if isinstance(node, ast.ImportFrom) and node.module == BASIC:
+            found += [
+                f"imports {alias.name} from basic"
+                for alias in node.names
+                if alias.name != "AnsibleModule"
+            ]
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "AnsibleModule":
             found += [
                 f"AnsibleModule({kw.arg}=...)"

@@ -102,6 +102,7 @@ def test_the_four_modules_run_without_ansiballz(name: str) -> None:
         ),
         ("module.get_bin_path('docker')", "module.get_bin_path"),
         ("module.sha256('/etc/hosts')", "module.sha256"),
+        ("from ansible.module_utils.basic import env_fallback", "imports env_fallback from basic"),
     ],
 )
 def test_a_module_that_needs_more_than_the_runner_has_goes_the_usual_way(
