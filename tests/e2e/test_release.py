@@ -256,7 +256,10 @@ def test_after_failure_fires_after_an_automatic_rollback(bed: Bed, tmp_path: Pat
     serve(bed, "v2")
     host, v2, bad = bed.server.name, bed.releases["v2"], bed.releases["degrade"]
     record = tmp_path / "hooks.log"
-    values = {"sha": bad, **VOLUMES}
+    # The watch as the other degrading-release tests have it: the release fails only once
+    # it has answered 100 requests, which the load may not send within the bed's 3 s
+    # (a run under a load average of 20 passed it); the watch stops at the first failure.
+    values = {"sha": bad, "app_verify_seconds": 20, **VOLUMES}
     run, _traffic = bed.under_load("deploy.yml", "-e", json.dumps(values), *hook_args(record))
     assert run.rc != 0
     assert "Rolled back automatically" in run.output
