@@ -64,6 +64,13 @@ options:
     type: str
     choices: [acquire, release, break]
     default: acquire
+  break_first:
+    description:
+      - With O(state=acquire), remove any lock first (one left by a dead run, whoever holds
+        it), then take it; RV(broken) says what was removed. The same as O(state=break)
+        followed by O(state=acquire), in one round trip.
+    type: bool
+    default: false
   owner:
     description: Who takes the lock, as C(user@controller). Required for O(state=acquire).
     type: str
@@ -142,11 +149,12 @@ EXAMPLES = r"""
     run_id: "{{ deploy_run_id }}"
     purpose: deploy
 
-- name: Break a lock left by a dead run
+- name: Break a lock left by a dead run, then take it
   deploy_lock:
     path: "/opt/{{ app_name }}/deploy.lock"
-    state: break
-  when: deploy_lock_break | default(false) | bool
+    owner: "{{ lookup('env', 'USER') }}@{{ lookup('pipe', 'hostname') }}"
+    run_id: "{{ deploy_run_id }}"
+    break_first: true
 
 - name: Release the deploy lock
   deploy_lock:
@@ -167,8 +175,9 @@ lock:
     since: "2026-11-27T04:00:00Z"
     pid_host: app1
 broken:
-  description: The lock removed by O(state=break), or null when there was none.
-  returned: when state is break
+  description: The lock removed by O(state=break) or O(break_first), or null when there was
+    none.
+  returned: when state is break, or acquire with O(break_first)
   type: dict
   sample:
     owner: alice@ctl
@@ -220,6 +229,7 @@ _UTC = timezone.utc  # noqa: UP017  (datetime.UTC is Python 3.11+)
 ARGUMENT_SPEC: dict[str, Any] = {
     "path": {"type": "path", "required": True},
     "state": {"type": "str", "default": "acquire", "choices": list(STATES)},
+    "break_first": {"type": "bool", "default": False},
     "owner": {"type": "str"},
     "run_id": {"type": "str"},
     "purpose": {"type": "str", "default": "deploy"},
@@ -554,7 +564,10 @@ def run(
         }
     state = params.get("state") or "acquire"
     try:
-        if state == "acquire":
+        if state == "acquire" and params.get("break_first"):
+            broken = _break(params, check_mode)["broken"]
+            result = {**_acquire(params, check_mode, moment, runner, prober), "broken": broken}
+        elif state == "acquire":
             result = _acquire(params, check_mode, moment, runner, prober)
         elif state == "release":
             result = _release(params, check_mode)

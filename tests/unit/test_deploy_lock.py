@@ -523,6 +523,36 @@ def test_break_removes_and_reports_holder(lock_path: Path) -> None:
     assert acquire(lock_path, run_id="run-b")["changed"] is True
 
 
+def acquire_breaking(path: Path, run_id: str = "run-b", check: bool = False) -> dict[str, Any]:
+    params = {"path": str(path), "owner": "bob@ctl", "run_id": run_id, "break_first": True}
+    return run(params, check_mode=check, now=NOW)
+
+
+def test_break_first_breaks_another_runs_lock_then_takes_it(lock_path: Path) -> None:
+    acquire(lock_path)
+    held = on_disk(lock_path)
+    result = acquire_breaking(lock_path)
+    assert (result["changed"], result["action"], result["broken"]) == (True, "create", held)
+    assert result["lock"]["run_id"] == "run-b"
+    assert on_disk(lock_path)["owner"] == "bob@ctl"
+
+
+def test_break_first_without_a_lock_takes_it_and_broke_nothing(lock_path: Path) -> None:
+    result = acquire_breaking(lock_path)
+    assert (result["changed"], result["broken"]) == (True, None)
+    assert on_disk(lock_path)["run_id"] == "run-b"
+
+
+def test_break_first_in_check_mode_leaves_the_lock_as_it_was(lock_path: Path) -> None:
+    # as a break then a take, each in check mode: nothing is removed, so the take
+    # finds the lock held
+    acquire(lock_path)
+    before = lock_path.read_text()
+    result = acquire_breaking(lock_path, check=True)
+    assert result["failed"] is True and result["action"] == "held"
+    assert lock_path.read_text() == before
+
+
 def test_check_mode_changes_nothing(lock_path: Path) -> None:
     result = acquire(lock_path, check=True)
     assert result["changed"] is True

@@ -605,6 +605,127 @@ def test_main_checks_the_container_with_docker_inspect(
     assert calls == f"inspect --type container --format {STATE_FORMAT} melk-ai-blue\n"
 
 
+# --- the verdict (msg) -----------------------------------------------------------------
+
+# The messages the role's assert tasks rendered before the module said why itself
+# (tasks/ready.yml, watch.yml, wait.yml): the module's msg must read the same.
+OLD_READY = (
+    "health check failed: {{ label }}"
+    "{%- if r.phase == 'wait' %} was not healthy within {{ deadline }} s;"
+    "{%- elif r.phase == 'watch' %} turned unhealthy during the {{ watch }} s watch;"
+    "{%- else %} is {{ r.state.status | default('gone') }}"
+    " (exit code {{ r.state.exit_code | default('?') }},"
+    " restarted {{ r.state.restarts | default('?') }} times) after {{ watch }} s"
+    "{%- endif %}"
+    "{%- if r.phase != 'container' %} last probe of {{ url }} gave"
+    " {{ ('HTTP ' ~ r.status) if r.status > 0"
+    " else ('no answer (' ~ (r.error | truncate(160)) ~ ')') }}"
+    "{%- endif %}."
+)
+OLD_WATCH = (
+    "health check failed: {{ label }} turned unhealthy during the"
+    " {{ watch }} s watch; {{ url }} gave"
+    " {{ ('HTTP ' ~ r.status) if r.status > 0"
+    " else ('no answer (' ~ (r.error | truncate(160)) ~ ')') }}."
+)
+OLD_WAIT = (
+    "health check failed: {{ label }} was not healthy within"
+    " {{ deadline }} s; last probe of {{ url }} gave"
+    " {{ ('HTTP ' ~ r.status) if r.status > 0"
+    " else ('no answer (' ~ (r.error | truncate(160)) ~ ')') }}."
+)
+OLD = {"ready": OLD_READY, "watch": OLD_WATCH, "wait": OLD_WAIT}
+PHASES = {"ready": ["wait", "watch", "container"], "watch": ["watch"], "wait": ["wait"]}
+
+
+def old_message(mode: str, result: dict[str, Any], label: str, url: str, seconds: float,
+                watch: float) -> str:  # fmt: skip
+    from jinja2 import Environment
+
+    deadline = seconds if mode != "watch" else 0
+    window = watch if mode == "ready" else seconds
+    return (
+        Environment()
+        .from_string(OLD[mode])
+        .render(r=result, label=label, url=url, deadline=deadline, watch=window)
+    )
+
+
+SECONDS = st.one_of(st.integers(0, 600), st.sampled_from([0.5, 2.5, 0.2, 1.5]))
+ERRORS = st.text(alphabet=st.sampled_from(list("ab :()")), max_size=300)
+STATES = st.one_of(
+    st.just({}),
+    st.fixed_dictionaries(
+        {
+            "running": st.booleans(),
+            "restarts": st.integers(0, 3),
+            "status": st.sampled_from(["running", "exited", "restarting"]),
+            "exit_code": st.integers(0, 255),
+        }
+    ),
+)
+
+
+@given(
+    mode=st.sampled_from(["ready", "watch", "wait"]),
+    pick=st.integers(0, 2),
+    status=st.sampled_from([-1, 200, 302, 404, 503]),
+    error=ERRORS,
+    seconds=SECONDS,
+    watch=SECONDS,
+    state=STATES,
+    label=st.sampled_from(["", "new release 1a2b3c4d5e6f (slot green)"]),
+)
+@example(mode="wait", pick=0, status=-1, error="refused " * 40, seconds=30, watch=2, state={},
+         label="")  # fmt: skip
+def test_the_verdict_reads_as_the_role_s_assert_did(
+    mode: str, pick: int, status: int, error: str, seconds: float, watch: float,
+    state: dict[str, Any], label: str,
+) -> None:  # fmt: skip
+    phases = PHASES[mode]
+    phase = phases[pick % len(phases)]
+    url = "http://127.0.0.1:18002/health"
+    result = {"healthy": False, "phase": phase, "status": status, "error": error, "state": state}
+    given_params = params(url=url, mode=mode, seconds=float(seconds), watch_seconds=float(watch))
+    given_params["label"] = label
+    expected = old_message(mode, result, label or url, url, seconds, watch)
+    assert health_probe.verdict(result, given_params) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "cut"),
+    [
+        ("x" * 165, "x" * 165),
+        ("word " * 40, ("word " * 31).rstrip() + "..."),
+        ("y" * 166, "y" * 157 + "..."),
+    ],
+)
+def test_truncated_is_jinja_s_truncate(text: str, cut: str) -> None:
+    from jinja2 import Environment
+
+    assert health_probe.truncated(text) == cut
+    assert Environment().from_string("{{ t | truncate(160) }}").render(t=text) == cut
+
+
+@pytest.mark.parametrize(
+    ("statuses", "fail", "failed"),
+    [([503], True, True), ([200], True, False), ([503], False, False)],
+)
+def test_fail_unhealthy_fails_only_an_unhealthy_result_and_keeps_the_probes(
+    statuses: list[int], fail: bool, failed: bool
+) -> None:
+    result = probed(statuses, Docker(""), mode="wait", seconds=1.0, fail_unhealthy=fail,
+                    label="the app")  # fmt: skip
+    assert result["failed"] is failed
+    assert result["msg"] == (
+        "healthy: the app"
+        if statuses == [200]
+        else "health check failed: the app was not healthy within 1 s; last probe of "
+        "http://127.0.0.1:1/health gave HTTP 503."
+    )
+    assert "probes" in result and "status" in result
+
+
 # --- against the real engine ---------------------------------------------------------
 
 

@@ -80,7 +80,7 @@ def test_the_returns_the_roles_read_are_documented() -> None:
         yaml.safe_load(deploy_lock.RETURN)
     )
     assert set(yaml.safe_load(health_probe.RETURN)) == {
-        "healthy", "status", "attempts", "elapsed", "error", "phase", "state", "probes"
+        "healthy", "status", "attempts", "elapsed", "error", "phase", "state", "probes", "msg"
     }  # fmt: skip
     assert set(yaml.safe_load(app_container.RETURN)) == {"container_id", "ip", "removed_images"}
     assert set(yaml.safe_load(proxy_upstream.RETURN)) == {"reloaded", "applied_at"}

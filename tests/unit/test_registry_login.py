@@ -228,7 +228,7 @@ def plan_task() -> dict[str, Any]:
 
 
 PLAN_PASSWORD = "pA55-plan-s3cret"  # a test value that must never be printed
-PLAN_TASK = "Show what this run would do (check mode)"
+PLAN_TASK = "Say that this release already serves, or what this run would do (check mode)"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 # What the role knows when it prints the plan (a deploy of SHA into the green slot,
 # blue serving): the facts of its steps 2-4.

@@ -33,8 +33,9 @@ description:
   - With O(container), after the probes it reads that Docker container's state; the result
     is healthy only if the container runs and has never restarted (a release that crashed
     and came back between two probes would otherwise pass).
-  - The module never fails on an unhealthy URL; it returns O(healthy) and the last status,
-    so the caller decides (the healthcheck role asserts with a message).
+  - It returns O(healthy) and the last status. An unhealthy URL fails the task only with
+    O(fail_unhealthy) (the healthcheck role's gate, wait and watch, one task each), with
+    RV(msg) saying why; otherwise the caller decides.
   - Redirects are not followed; a 3xx is a status like any other.
 options:
   url:
@@ -97,6 +98,16 @@ options:
         Location headers of RV(probes); when it cannot be read, bodies and Locations are
         left out.
     type: path
+  label:
+    description: What is probed, in words (for example C(new release 1a2b3c4d5e6f (slot
+      green))), for RV(msg); empty, the URL.
+    type: str
+    default: ''
+  fail_unhealthy:
+    description: Fail the task when the result is unhealthy, with RV(msg) as its message.
+      The result (RV(probes) included) is registered all the same.
+    type: bool
+    default: false
 attributes:
   check_mode:
     description: Probing changes nothing, so it runs in check mode too.
@@ -155,6 +166,13 @@ probes:
   returned: always
   type: list
   elements: dict
+msg:
+  description: >-
+    The verdict in words, for example C(health check failed: new release
+    1a2b3c4d5e6f (slot green) was not healthy within 30 s; last probe of
+    http://127.0.0.1:18002/health gave HTTP 503.)
+  returned: always
+  type: str
 state:
   description: The container's state with O(container) (running, restarts, status, exit_code),
     or empty when it was not found.
@@ -186,7 +204,14 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "timeout": {"type": "float", "default": 5.0},
     "status_codes": {"type": "list", "elements": "int"},
     "mask_file": {"type": "path"},
+    "label": {"type": "str", "default": ""},
+    "fail_unhealthy": {"type": "bool", "default": False},
 }
+
+# Jinja's truncate filter, as the messages used it: cut at a word, "..." appended, unless the
+# text is at most LENGTH + LEEWAY characters long.
+TRUNCATE_LENGTH = 160
+TRUNCATE_LEEWAY = 5
 
 # (status, error): status -1 with a reason when no HTTP answer came
 Probe = Callable[[], "tuple[int, str]"]
@@ -286,6 +311,51 @@ def judge_container(result: Mapping[str, Any], state: Mapping[str, Any]) -> dict
     if not state_ok(state):
         judged.update(healthy=False, phase="container")
     return judged
+
+
+def truncated(text: str, length: int = TRUNCATE_LENGTH, end: str = "...") -> str:
+    """text cut at a word boundary to at most length characters, end included, as
+    Jinja's truncate filter does; unchanged when it is at most length + leeway long."""
+    if len(text) <= length + TRUNCATE_LEEWAY:
+        return text
+    return text[: length - len(end)].rsplit(" ", 1)[0] + end
+
+
+def number(value: float) -> str:
+    """A number of seconds as a person writes it: 30, 2.5."""
+    return f"{value:g}"
+
+
+def last_answer(result: Mapping[str, Any]) -> str:
+    """What the last probe got: an HTTP status, or no answer and why."""
+    if result["status"] > 0:
+        return f"HTTP {result['status']}"
+    return f"no answer ({truncated(str(result.get('error') or ''))})"
+
+
+def verdict(result: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+    """The result in words: healthy, or why the health check failed."""
+    label = params.get("label") or params["url"]
+    if result["healthy"]:
+        return f"healthy: {label}"
+    url = params["url"]
+    if result["phase"] == "container":
+        state = result.get("state") or {}
+        return (
+            f"health check failed: {label} is {state.get('status', 'gone')} "
+            f"(exit code {state.get('exit_code', '?')}, restarted {state.get('restarts', '?')} "
+            f"times) after {number(params['watch_seconds'])} s."
+        )
+    if result["phase"] == "wait":
+        why = f"was not healthy within {number(params['seconds'])} s; last probe of {url} gave"
+    elif params["mode"] == "ready":
+        why = (
+            f"turned unhealthy during the {number(params['watch_seconds'])} s watch; "
+            f"last probe of {url} gave"
+        )
+    else:
+        why = f"turned unhealthy during the {number(params['seconds'])} s watch; {url} gave"
+    return f"health check failed: {label} {why} {last_answer(result)}."
 
 
 def params_error(params: Mapping[str, Any]) -> str:
@@ -403,7 +473,15 @@ def run(
     if params["container"] and result["healthy"]:
         rc, out, _err = runner(state_argv(params["container"]))
         result = judge_container(result, parse_state(rc, out))
-    return {"changed": False, **result, "probes": list(seen), "warnings": warnings}
+    failed = bool(params.get("fail_unhealthy")) and not result["healthy"]
+    return {
+        "changed": False,
+        **result,
+        "probes": list(seen),
+        "warnings": warnings,
+        "msg": verdict(result, params),
+        "failed": failed,
+    }
 
 
 def main() -> None:
