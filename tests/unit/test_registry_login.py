@@ -227,6 +227,12 @@ def plan_task() -> dict[str, Any]:
     return found[0]
 
 
+def role_vars() -> dict[str, Any]:
+    """app_deploy's vars/main.yml, the values the role's tasks see besides facts."""
+    path = ROOT / "roles" / "app_deploy" / "vars" / "main.yml"
+    return dict(yaml.safe_load(path.read_text()))
+
+
 PLAN_PASSWORD = "pA55-plan-s3cret"  # a test value that must never be printed
 PLAN_TASK = "Say that this release already serves, or what this run would do (check mode)"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -263,7 +269,9 @@ def dry_run_plan(tmp_path: Path, **facts: Any) -> list[str]:
         "hosts": "localhost",
         "gather_facts": False,
         "connection": "local",
-        "vars": {**PLAN_FACTS, **facts},
+        # the role's vars (vars/main.yml: app.env's checksum and changes among them),
+        # as the task has them in the role, then the facts of its steps 2-4
+        "vars": {**role_vars(), **PLAN_FACTS, **facts},
         "tasks": [plan_task()],
     }
     playbook = tmp_path / "plan.yml"
