@@ -99,6 +99,14 @@ def missing(stderr: str) -> bool:
     return "no such container" in text or "no such image" in text
 
 
+def runtime_hiccup(rc: int, stderr: str) -> bool:
+    """Whether `docker run` failed because the OCI runtime could not set up the
+    container's first process (exit 125, "OCI runtime create failed"): nothing of the
+    app ran, and the same command usually works at once (seen under load on nested
+    engines: "read init-p: connection reset by peer"). Not a bad image or argument."""
+    return rc == 125 and "oci runtime create failed" in stderr.lower()
+
+
 def failure(what: str, rc: int, stderr: str) -> str:
     """The message for a docker command that failed."""
     return f"{what} failed (exit {rc}): {stderr.strip()}"

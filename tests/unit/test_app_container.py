@@ -381,3 +381,60 @@ def test_absent_keeps_an_image_that_a_container_uses_with_a_warning(image: str, 
     finally:
         docker("rm", "--force", user)
         docker("image", "rm", "--force", in_use)
+
+
+HICCUP = (
+    125,
+    "",
+    "docker: Error response from daemon: failed to create task for container: failed to "
+    "create shim task: OCI runtime create failed: runc create failed: unable to start "
+    "container process: waiting for init preliminary setup: read init-p: connection reset "
+    "by peer: unknown.\n",
+)
+
+
+class Sequenced:
+    """A fake docker whose `docker run` answers in turn from a list (then succeeds)."""
+
+    def __init__(self, *runs: tuple[int, str, str]) -> None:
+        self.runs = list(runs)
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        self.calls.append(list(argv))
+        if argv[:2] == ["docker", "run"] and self.runs:
+            return self.runs.pop(0)
+        return (0, "172.17.0.5\n", "") if argv[:2] == ["docker", "inspect"] else (0, "", "")
+
+
+def test_a_runtime_hiccup_at_the_start_is_retried_once_after_removing_the_container() -> None:
+    docker = Sequenced(HICCUP, (0, "f00d\n", ""))
+    result = run(STARTED, False, docker)
+    assert result["container_id"] == "f00d"
+    assert result["warnings"] == [
+        f"starting {NAME} failed in the container runtime, retried once: {HICCUP[2].strip()}"
+    ]
+    rm = ["docker", "rm", "--force", NAME]
+    assert docker.calls == [rm, RUN, rm, RUN, ADDRESS]
+
+
+def test_a_second_runtime_hiccup_fails_the_start() -> None:
+    docker = Sequenced(HICCUP, HICCUP)
+    result = run(STARTED, False, docker)
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"starting container {NAME} from {IMAGE} failed (exit 125)")
+    assert [c[:2] for c in docker.calls].count(["docker", "run"]) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (125, "", "docker: Error response from daemon: No such image: reg.example/melk-ai:abc.\n"),
+        (125, "", "docker: Error response from daemon: Conflict. The container name is in use.\n"),
+        (127, "", "OCI runtime create failed: exec: app: not found\n"),
+    ],
+)
+def test_other_start_failures_are_not_retried(answer: tuple[int, str, str]) -> None:
+    docker = Sequenced(answer)
+    assert run(STARTED, False, docker)["failed"] is True
+    assert docker.calls == [["docker", "rm", "--force", NAME], RUN]

@@ -28,6 +28,7 @@ from ansible.module_utils.melk_docker import (
     parse_state,
     rm_argv,
     run_argv,
+    runtime_hiccup,
     state_argv,
     stop_argv,
 )
@@ -42,6 +43,9 @@ description:
     runs, as the caller switches the proxy only after a health gate) and runs a new one from
     O(image), detached, without pulling. The docker CLI's argument list is built from the
     options; no shell is involved, so labels and paths are passed as they are.
+  - When the container runtime fails to set up the container's first process (C(docker run)
+    exits 125 with "OCI runtime create failed", so the app never ran), the container is
+    removed and run once more, with a warning; any other failure fails at once.
   - C(stopped) stops the container (SIGTERM, O(stop_timeout) seconds, then SIGKILL) and keeps it.
   - C(absent) stops it the same way and removes it, then removes O(remove_images) (images the
     release history no longer retains); an image still in use is left with a warning.
@@ -258,14 +262,28 @@ def start(params: Mapping[str, Any], check_mode: bool, runner: Runner) -> dict[s
         params.get("volumes") or [],
     )
     rc, out, err = runner(argv)
+    retried = ""
+    if runtime_hiccup(rc, err):
+        # The runtime failed before the app's process started (the container was
+        # created, never run): remove it and run it once more.
+        retried = err.strip()
+        _removed, failed = remove(name, runner)
+        if failed:
+            return failed
+        rc, out, err = runner(argv)
     if rc != 0:
         return _fail(f"starting container {name} from {params['image']}", rc, err)
     # Its address, for the edge's switch (one docker call here instead of a task there);
     # '' when it has none (it exited at once): the switch then reads it itself.
     rc_ip, ip, _err = runner(address_argv(name))
     result = {"changed": True, "container_id": out.strip(), "ip": ip.strip() if rc_ip == 0 else ""}
+    if retried:
+        result["warnings"] = [
+            f"starting {name} failed in the container runtime, retried once: {retried}"
+        ]
     if params.get("remove_images"):
-        result["removed_images"], result["warnings"] = remove_images(prunable(params), runner)
+        result["removed_images"], pruned = remove_images(prunable(params), runner)
+        result["warnings"] = result.get("warnings", []) + pruned
     return result
 
 
