@@ -234,7 +234,10 @@ def role_vars() -> dict[str, Any]:
 
 
 PLAN_PASSWORD = "pA55-plan-s3cret"  # a test value that must never be printed
-PLAN_TASK = "Say that this release already serves, or what this run would do (check mode)"
+PLAN_TASK = (
+    "Say that an earlier run was interrupted, that this release already serves, "
+    "or what this run would do (check mode)"
+)
 SHA = "0123456789abcdef0123456789abcdef01234567"
 # What the role knows when it prints the plan (a deploy of SHA into the green slot,
 # blue serving): the facts of its steps 2-4.
@@ -366,3 +369,19 @@ def test_the_dry_run_plan_says_whether_the_edge_settings_would_be_applied(
     tmp_path: Path, facts: dict[str, Any], line: str
 ) -> None:
     assert line in dry_run_plan(tmp_path, **facts)
+
+
+@pytest.mark.playbook
+@pytest.mark.parametrize("reconciled", [True, False])
+def test_the_dry_run_plan_first_says_when_an_earlier_run_was_interrupted(
+    tmp_path: Path, reconciled: bool
+) -> None:
+    current = {"sha": "f" * 40, "slot": "blue", "reconciled": reconciled}
+    plan = dry_run_plan(tmp_path, app_deploy_current=current)
+    note = (
+        "The proxy serves ffffffffffff (slot blue), which the release history does not record "
+        "as current: an earlier run was interrupted after its switch. Going on from what serves."
+    )
+    expected = [note] if reconciled else []
+    expected.append("DRY RUN on localhost, nothing was changed. This deploy would:")
+    assert plan[: len(expected)] == expected
