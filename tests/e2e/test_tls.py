@@ -236,6 +236,9 @@ class Acme:
     https_port: int
 
 
+EMPTY_APT_LISTS = "rm -rf /var/lib/apt/lists/* && touch /var/lib/apt/lists"
+
+
 def trust_on_server(server: str, ca_pem: str) -> None:
     """Add a CA to a test server's system store (certbot's requests reads it)."""
     subprocess.run(
@@ -270,6 +273,13 @@ def acme(v1: str) -> Iterator[Acme]:
     try:
         pebble = Pebble(server.ip).start()
         trust_on_server(name, pebble.listener_ca.read_text())
+        # As an image built within the hour leaves it: no package lists, and a
+        # lists directory cache_valid_time takes for fresh (certbot is not in
+        # the image, so provisioning must refresh the lists to install it).
+        subprocess.run(
+            ["docker", "exec", name, "sh", "-c", EMPTY_APT_LISTS],
+            check=True,
+        )
         settings = {
             "proxy_server_names": [NAME],
             "proxy_acme_email": "ops@example.org",
