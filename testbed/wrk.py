@@ -3,14 +3,18 @@
 Browsers, CDNs and load balancers keep their connections to the edge alive; a switch
 that closes them (an nginx reload does) fails the request a client already sent on one.
 `keepalive_load` runs wrk while a block runs, stops it with SIGINT (wrk then prints its
-figures) and parses them; `command` and `parse` are pure.
+figures) and parses them; `command` and `parse` are pure. With `progress`, the block can
+also count the answers as they come (`KeepAlive.answers`) and wait for enough of them,
+instead of guessing how long a loaded machine needs (`KeepAlive.wait_for`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +34,8 @@ MAX_SECONDS = 900
 SCRIPT = Path(__file__).with_name("lua") / "by_release.lua"
 # The server closes the connection after each answer; wrk then reconnects.
 NEW_CONNECTIONS = ("Connection: close",)
+# What the script prints per answer when given "progress" (ASCII's record separator).
+MARK = "\x1e"
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _DURATION = r"([0-9.]+)(us|ms|s|m|h)"
 
@@ -78,11 +84,12 @@ def command(
     timeout_s: int = TIMEOUT_S,
     headers: tuple[str, ...] = (),
     host: str = "",
+    progress: bool = False,
 ) -> list[str]:
     """The wrk command line: keep-alive connections, latency percentiles. With
     `NEW_CONNECTIONS` as headers, wrk opens a new connection (over https, a full TLS
     handshake) for every request instead; with `host`, its Host header (an app the edge
-    routes by name)."""
+    routes by name); with `progress`, a `MARK` printed per answer."""
     return [
         "wrk",
         f"-t{threads}",
@@ -98,6 +105,7 @@ def command(
         "--script",
         str(SCRIPT),
         url,
+        *(("--", "progress") if progress else ()),
     ]
 
 
@@ -141,10 +149,26 @@ def parse(text: str) -> WrkResult:
 
 @dataclass
 class KeepAlive:
-    """Filled in when the block is left."""
+    """`answers` counts as they come (with `progress`); the rest is filled in when the
+    block is left."""
 
     result: WrkResult | None = None
     output: str = field(default="", repr=False)
+    answers: int = 0
+
+    def wait_for(self, answers: int, timeout_s: float) -> bool:
+        """Wait until `answers` have come in all, at most `timeout_s`; whether they did."""
+        deadline = time.monotonic() + timeout_s
+        while self.answers < answers and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.answers >= answers
+
+
+def _read(stream: int, load: KeepAlive, chunks: list[bytes]) -> None:
+    """Keep wrk's output and count its marks until it closes its end."""
+    while chunk := os.read(stream, 65536):
+        chunks.append(chunk)
+        load.answers += chunk.count(MARK.encode())
 
 
 @contextmanager
@@ -153,22 +177,32 @@ def keepalive_load(
     lead: float = 1.0,
     headers: tuple[str, ...] = (),
     host: str = "",
+    progress: bool = False,
     **options: int,
 ) -> Iterator[KeepAlive]:
     """wrk against url (with `headers`, and the Host header `host` when given) while the
-    body runs, `lead` seconds of it before and after."""
+    body runs, `lead` seconds of it before and after; with `progress`, the answers
+    counted as they come."""
     process = subprocess.Popen(  # nosec B603: a fixed command line
-        command(url, headers=headers, host=host, **options),
+        command(url, headers=headers, host=host, progress=progress, **options),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
     )
+    assert process.stdout is not None  # nosec B101: stdout=PIPE
     load = KeepAlive()
+    chunks: list[bytes] = []
+    reader = threading.Thread(
+        target=_read, args=(process.stdout.fileno(), load, chunks), daemon=True
+    )
+    reader.start()
     try:
         time.sleep(lead)
         yield load
         time.sleep(lead)
     finally:
         process.send_signal(signal.SIGINT)  # wrk stops and prints its report
-        load.output, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
+        reader.join(timeout=30)
+        process.stdout.close()
+    load.output = b"".join(chunks).decode(errors="replace").replace(MARK, "")
     load.result = parse(load.output)

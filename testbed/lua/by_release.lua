@@ -1,6 +1,9 @@
 -- wrk script: count the answers that are not 2xx by the release that sent them
 -- (the sample app's X-Release header; "none" when the proxy answered itself, e.g. 502),
--- and print them when wrk stops as lines "non-2xx <release> <count>".
+-- and print them when wrk stops as lines "non-2xx <release> <count>". Given the
+-- argument "progress" (wrk ... URL -- progress), it also prints one byte 0x1e (ASCII's
+-- record separator, which wrk's report never holds) per answer as it comes, so a caller
+-- can count answers while wrk runs.
 local threads = {}
 
 function setup(thread)
@@ -9,9 +12,14 @@ end
 
 function init(args)
    bad = {}
+   progress = args[1] == "progress"
 end
 
 function response(status, headers, body)
+   if progress then
+      io.write("\30")
+      io.flush()
+   end
    if status < 200 or status > 299 then
       local release = headers["X-Release"] or "none"
       bad[release] = (bad[release] or 0) + 1

@@ -1,11 +1,13 @@
 """The test bed's one way to run a playbook, its environment, its group_vars,
-and the figures of a load that demo, bench, e2e and faults share (no engine)."""
+and the figures of a load that demo, bench, e2e and faults share (no engine; wrk,
+which make testbed installs, for the last two)."""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from testbed import ROOT, servers
 from testbed.load import Load, Outcome, Report, sent_after, served_chain
 from testbed.playbook import Command, ansible_env, error_message, playbook_args
+from testbed.wrk import MARK, keepalive_load
 
 
 def ok(start: float, version: str) -> Outcome:
@@ -113,7 +116,8 @@ class _Instant(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         body = b'{"version": "v1"}'
-        self.send_response(200)
+        self.send_response(503 if self.path == "/bad" else 200)
+        self.send_header("X-Release", "v1")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -140,3 +144,37 @@ def test_min_cycle_paces_each_worker(min_cycle: float) -> None:
         assert 6 <= report.total <= 12, report.total
     else:
         assert report.total > 20, report.total  # unpaced: as fast as the server answers
+
+
+@pytest.fixture
+def instant() -> Iterator[str]:
+    """A local server that answers at once: 200, or 503 on /bad (from release v1)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Instant)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.mark.docker  # needs wrk, which make testbed installs (unit-docker)
+@pytest.mark.parametrize("path", ["/", "/bad"])
+def test_wrk_counts_answers_as_they_come_and_its_report_still_reads(
+    instant: str, path: str
+) -> None:
+    with keepalive_load(instant + path, lead=0, progress=True, connections=2, threads=1) as load:
+        assert load.wait_for(20, 30.0), load.answers
+        seen = load.answers
+    assert load.result is not None and MARK not in load.output
+    assert load.result.requests >= seen >= 20
+    assert load.result.socket_errors == 0
+    bad = load.result.requests if path == "/bad" else 0
+    assert load.result.non_2xx == bad
+    assert load.result.non_2xx_by_release == ({"v1": bad} if bad else {})
+
+
+@pytest.mark.docker  # needs wrk, which make testbed installs (unit-docker)
+def test_wrk_counts_nothing_as_it_goes_unless_asked(instant: str) -> None:
+    with keepalive_load(instant, lead=0.5, connections=2, threads=1) as load:
+        pass
+    assert load.result is not None and load.result.requests > 0
+    assert load.answers == 0
