@@ -118,6 +118,12 @@ class Bed:
             check=True,
         ).stdout
 
+    def proxy_errors(self, lines: int = 20, host: str | None = None) -> str:
+        """The last lines of the edge proxy's error log: why a request failed or
+        stalled (upstream timeouts, resets), for an assertion's message."""
+        tail = self.sh(f"tail -n {lines} /var/log/nginx/error.log 2>/dev/null || true", host)
+        return f"\nnginx error.log, last {lines} lines:\n{tail or '(empty)'}"
+
     def state(self, host: str | None = None) -> dict[str, Any]:
         raw = self.sh("cat /opt/melk-ai/releases.json 2>/dev/null || true", host)
         return json.loads(raw) if raw.strip() else {}
