@@ -85,11 +85,15 @@ def command(
     headers: tuple[str, ...] = (),
     host: str = "",
     progress: bool = False,
+    pace_ms: int = 0,
 ) -> list[str]:
     """The wrk command line: keep-alive connections, latency percentiles. With
     `NEW_CONNECTIONS` as headers, wrk opens a new connection (over https, a full TLS
     handshake) for every request instead; with `host`, its Host header (an app the edge
-    routes by name); with `progress`, a `MARK` printed per answer."""
+    routes by name); with `progress`, a `MARK` printed per answer; with `pace_ms`, each
+    connection waits that long before each request (at most connections * 1000 /
+    pace_ms requests a second) instead of sending at once."""
+    script_args = [*(["progress"] if progress else []), *([f"pace={pace_ms}"] if pace_ms else [])]
     return [
         "wrk",
         f"-t{threads}",
@@ -105,7 +109,7 @@ def command(
         "--script",
         str(SCRIPT),
         url,
-        *(("--", "progress") if progress else ()),
+        *(["--", *script_args] if script_args else []),
     ]
 
 
@@ -182,7 +186,7 @@ def keepalive_load(
 ) -> Iterator[KeepAlive]:
     """wrk against url (with `headers`, and the Host header `host` when given) while the
     body runs, `lead` seconds of it before and after; with `progress`, the answers
-    counted as they come."""
+    counted as they come; `options` are command's (connections, threads, pace_ms...)."""
     process = subprocess.Popen(  # nosec B603: a fixed command line
         command(url, headers=headers, host=host, progress=progress, **options),
         stdout=subprocess.PIPE,

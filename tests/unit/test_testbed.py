@@ -1,6 +1,6 @@
 """The test bed's one way to run a playbook, its environment, its group_vars,
 and the figures of a load that demo, bench, e2e and faults share (no engine; wrk,
-which make testbed installs, for the last two)."""
+which make testbed installs, for the wrk tests)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from testbed import ROOT, servers
+from testbed import ROOT, servers, wrk
 from testbed.load import Load, Outcome, Report, sent_after, served_chain
 from testbed.playbook import Command, ansible_env, error_message, playbook_args
-from testbed.wrk import MARK, keepalive_load
+from testbed.wrk import MARK, command, keepalive_load
 
 
 def ok(start: float, version: str) -> Outcome:
@@ -178,3 +178,29 @@ def test_wrk_counts_nothing_as_it_goes_unless_asked(instant: str) -> None:
         pass
     assert load.result is not None and load.result.requests > 0
     assert load.answers == 0
+
+
+def test_wrk_script_arguments_follow_the_url() -> None:
+    base = ["wrk", "-t1", "-c8", "-d60s", "--timeout=30s", "--latency", "--script", str(wrk.SCRIPT)]
+    url = "https://127.0.0.1:8443/version"
+    assert command(url, 8, 1, 60) == [*base, url]
+    assert command(url, 8, 1, 60, progress=True, pace_ms=250) == [
+        *base,
+        url,
+        "--",
+        "progress",
+        "pace=250",
+    ]
+    assert command(url, 8, 1, 60, pace_ms=250)[-2:] == ["--", "pace=250"]
+
+
+@pytest.mark.docker  # needs wrk, which make testbed installs (unit-docker)
+def test_wrk_paced_sends_at_most_one_request_per_pace_on_each_connection(instant: str) -> None:
+    with keepalive_load(instant, lead=0, connections=2, threads=1, pace_ms=100) as paced:
+        time.sleep(1.0)
+    with keepalive_load(instant, lead=0, connections=2, threads=1) as unpaced:
+        time.sleep(1.0)
+    assert paced.result is not None and unpaced.result is not None
+    # two connections, one request per 100 ms each, for about a second (and the stop)
+    assert 2 <= paced.result.requests <= 2 * (paced.result.seconds / 0.1 + 1), paced.output
+    assert unpaced.result.requests > 4 * paced.result.requests, unpaced.output
