@@ -126,26 +126,6 @@ class _Instant(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("min_cycle", [0.0, 0.1])
-def test_min_cycle_paces_each_worker(min_cycle: float) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Instant)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        load = Load(f"http://127.0.0.1:{server.server_port}", workers=2, min_cycle=min_cycle)
-        load.start()
-        time.sleep(0.55)
-        report = load.stop()
-    finally:
-        server.shutdown()
-    assert all(o.status == 200 for o in report.outcomes)
-    if min_cycle:
-        # two workers, one request at 0, 0.1, ... 0.5 s each: at most 12
-        assert 6 <= report.total <= 12, report.total
-    else:
-        assert report.total > 20, report.total  # unpaced: as fast as the server answers
-
-
 @pytest.fixture
 def instant() -> Iterator[str]:
     """A local server that answers at once: 200, or 503 on /bad (from release v1)."""
@@ -154,6 +134,20 @@ def instant() -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+
+
+@pytest.mark.parametrize("min_cycle", [0.0, 0.1])
+def test_min_cycle_paces_each_worker(instant: str, min_cycle: float) -> None:
+    load = Load(instant, workers=2, min_cycle=min_cycle)
+    load.start()
+    time.sleep(0.55)
+    report = load.stop()
+    assert all(o.status == 200 for o in report.outcomes)
+    if min_cycle:
+        # two workers, one request at 0, 0.1, ... 0.5 s each: at most 12
+        assert 6 <= report.total <= 12, report.total
+    else:
+        assert report.total > 20, report.total  # unpaced: as fast as the server answers
 
 
 @pytest.mark.docker  # needs wrk, which make testbed installs (unit-docker)
