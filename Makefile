@@ -168,9 +168,15 @@ lane = $(MAKE) --no-print-directory -j1 $(2) 2>&1 | sed -u '/resetting jobserver
 # e2e-edge runs last, on its own: it holds wrk's 64 keep-alive connections at full
 # speed for a minute or more (measuring what a settings reload costs), which starved
 # the other lanes' load tests into timeouts when it ran beside them.
+#
+# Meanwhile testbed/cpu.py samples where the CPU goes (this machine's processes by
+# command, each container by name) and prints the sums at the end, passed or not.
+CPU_LOG := .testbed/cpu.jsonl
 test: testbed $(NODE_TOOLS) ## every check: lint, security, unit, Molecule, end-to-end, faults
-	@$(MAKE) --no-print-directory -j4 lane-checks lane-molecule lane-e2e lane-faults
-	@$(call lane,e2e-edge,e2e-edge)
+	@$(BIN)/python -m testbed.cpu sample $(CPU_LOG) & sampler=$$!; \
+	  trap 'kill $$sampler; $(BIN)/python -m testbed.cpu report $(CPU_LOG) | sed "s/^/>> /"' EXIT; \
+	  $(MAKE) --no-print-directory -j4 lane-checks lane-molecule lane-e2e lane-faults; \
+	  $(call lane,e2e-edge,e2e-edge)
 	@echo ">> make test: all checks passed"
 
 # Four lanes of about the same length (estimated warm on two idle cores:

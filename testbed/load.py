@@ -19,6 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+# How many requests without an answer a summary lists, each with when it was sent.
+MAX_UNANSWERED = 3
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -60,7 +63,18 @@ class Report:
         text = f"{self.total} requests ({self.slow_total} slow), {len(self.failed)} failed"
         if errors:
             text += " [" + "; ".join(f"{e} x{n}" for e, n in errors.most_common(5)) + "]"
-        return text + f"; served by {versions or 'none'}"
+        text += f"; served by {versions or 'none'}"
+        # When each one went: a request with no HTTP answer at all (a timeout, a
+        # reset) is rare and is the one to find in the server's logs.
+        unanswered = [o for o in self.failed if not o.status]
+        if unanswered:
+            text += "; no answer: " + "; ".join(
+                f"{o.path} sent at {o.start:.1f} s, {o.error} after {o.end - o.start:.1f} s"
+                for o in unanswered[:MAX_UNANSWERED]
+            )
+            if len(unanswered) > MAX_UNANSWERED:
+                text += f"; {len(unanswered) - MAX_UNANSWERED} more"
+        return text
 
 
 class Load:

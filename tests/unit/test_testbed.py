@@ -198,3 +198,19 @@ def test_wrk_paced_sends_at_most_one_request_per_pace_on_each_connection(instant
     # two connections, one request per 100 ms each, for about a second (and the stop)
     assert 2 <= paced.result.requests <= 2 * (paced.result.seconds / 0.1 + 1), paced.output
     assert unpaced.result.requests > 4 * paced.result.requests, unpaced.output
+
+
+def test_a_summary_says_when_each_request_without_an_answer_was_sent() -> None:
+    timed_out = Outcome(12.25, 27.3, "/slow?ms=400", 0, "", "TimeoutError")
+    reset = Outcome(30.0, 30.1, "/version", 0, "", "ConnectionResetError")
+    http_500 = Outcome(31.0, 31.1, "/version", 500, "", "")
+    summary = Report([ok(1, "v1"), timed_out, reset, http_500]).summary()
+    assert summary == (
+        "4 requests (1 slow), 3 failed [TimeoutError x1; ConnectionResetError x1; HTTP 500 x1];"
+        " served by v1: 1; no answer: /slow?ms=400 sent at 12.2 s, TimeoutError after 15.1 s;"
+        " /version sent at 30.0 s, ConnectionResetError after 0.1 s"
+    )
+    many = [Outcome(float(i), i + 15.0, "/version", 0, "", "TimeoutError") for i in range(5)]
+    last = "/version sent at 2.0 s, TimeoutError after 15.0 s; 2 more"
+    assert Report(many).summary().endswith(last)
+    assert "no answer" not in Report([ok(1, "v1"), http_500]).summary()
