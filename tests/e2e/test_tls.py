@@ -38,9 +38,13 @@ NAME = "app.melk-tls.test"
 FLEET_TLS_PORT = 8443
 HSTS = 300
 TLS_DIR = E2E_DIR / "tls"
-# One request per connection every 250 ms during a provisioning: up to 256 a second
-# on the 64 kept-alive connections and 32 TLS handshakes a second on the 8 others.
-PROVISION_PACE_MS = 250
+# One request per connection every second during a provisioning: up to 64 a second on
+# the 64 kept-alive connections, and about 16 TLS handshakes a second on the 8 others
+# (wrk waits before a request, not before reconnecting: two requests per pace). At
+# 250 ms those 8 took about 100 handshakes a second, and wrk spends CPU polling each
+# handshake until it completes: about 0.4 of a core for the minutes a provisioning
+# lasts in make test (1.5 cores at full speed).
+PROVISION_PACE_MS = 1000
 
 
 @pytest.fixture(scope="module")
