@@ -156,9 +156,9 @@ faults-doc: $(STAMP) ## copy the last make faults table into docs/faults.md
 # fleet test, the e2e option and operations tests, the TLS tests, and the Molecule scenarios
 # not named below; the Molecule scenarios of
 # LANE_MOLECULE one after another (longest first); the rest of the e2e suite,
-# then the scenarios of LANE_E2E_MOLECULE; and the fault suite. Apart from the
-# checks they mostly wait (boots, health windows, SSH), so they share two
-# cores; the split keeps the four lanes about equally long.
+# then the scenarios of LANE_E2E_MOLECULE; and the fault suite. They keep two
+# cores busy (about 95 % in a CI run: see the CPU report at the end); the split keeps
+# the four lanes about equally long.
 LANE_MOLECULE := app_deploy rollback docker_host
 LANE_E2E_MOLECULE := edge_proxy
 LANE_CHECKS_MOLECULE := $(filter-out $(LANE_MOLECULE) $(LANE_E2E_MOLECULE),$(SCENARIOS))
