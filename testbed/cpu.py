@@ -151,6 +151,20 @@ def report_lines(samples: Iterable[Mapping[str, float]], cores: int) -> list[str
     return lines
 
 
+def read_samples(lines: Iterable[str]) -> list[dict[str, float]]:
+    """The sampler's lines; one that does not read (cut short when it was stopped) is
+    left out."""
+    samples = []
+    for line in lines:
+        try:
+            sample = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(sample, dict):
+            samples.append(sample)
+    return samples
+
+
 # Reading the machine (not unit-tested beyond a smoke run: it is what /proc says).
 
 
@@ -249,7 +263,7 @@ def main(argv: list[str]) -> int:
             sample_forever(path, float(argv[2]) if len(argv) == 3 else INTERVAL)
         return 0
     lines = path.read_text().splitlines() if path.exists() else []
-    print("\n".join(report_lines((json.loads(line) for line in lines), os.cpu_count() or 1)))
+    print("\n".join(report_lines(read_samples(lines), os.cpu_count() or 1)))
     return 0
 
 

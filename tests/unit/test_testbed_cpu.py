@@ -106,6 +106,11 @@ def test_report_sums_by_what_and_gives_shares() -> None:
     ]
 
 
+def test_a_line_cut_short_is_left_out() -> None:
+    lines = ['{"t": 5.0, "wrk": 1.5}', '{"t": 10.0, "wr', "[1, 2]", ""]
+    assert cpu.read_samples(lines) == [{"t": 5.0, "wrk": 1.5}]
+
+
 def test_report_without_samples() -> None:
     assert cpu.report_lines([], cores=2) == ["where the CPU went: no samples"]
 
