@@ -5,7 +5,9 @@ that closes them (an nginx reload does) fails the request a client already sent 
 `keepalive_load` runs wrk while a block runs, stops it with SIGINT (wrk then prints its
 figures) and parses them; `command` and `parse` are pure. With `progress`, the block can
 also count the answers as they come (`KeepAlive.answers`) and wait for enough of them,
-instead of guessing how long a loaded machine needs (`KeepAlive.wait_for`).
+instead of guessing how long a loaded machine needs (`KeepAlive.wait_for`). With
+`samples`, wrk times every request itself and writes one line per answer when it stops
+(`read_samples`): the latency in any window of one long run, without restarting wrk.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CONNECTIONS = 64
 THREADS = 2
@@ -86,14 +89,22 @@ def command(
     host: str = "",
     progress: bool = False,
     pace_ms: int = 0,
+    samples: Path | None = None,
 ) -> list[str]:
     """The wrk command line: keep-alive connections, latency percentiles. With
     `NEW_CONNECTIONS` as headers, wrk opens a new connection (over https, a full TLS
     handshake) for every request instead; with `host`, its Host header (an app the edge
     routes by name); with `progress`, a `MARK` printed per answer; with `pace_ms`, each
     connection waits that long before each request (at most connections * 1000 /
-    pace_ms requests a second) instead of sending at once."""
-    script_args = [*(["progress"] if progress else []), *([f"pace={pace_ms}"] if pace_ms else [])]
+    pace_ms requests a second) instead of sending at once; with `samples`, every answer
+    timed into that file when wrk stops (`read_samples`), one thread per connection."""
+    script_args = [
+        *(["progress"] if progress else []),
+        *([f"pace={pace_ms}"] if pace_ms else []),
+        *([f"samples={samples}"] if samples else []),
+    ]
+    if samples:
+        threads = connections  # the script pairs requests and answers by thread
     return [
         "wrk",
         f"-t{threads}",
@@ -111,6 +122,33 @@ def command(
         url,
         *(["--", *script_args] if script_args else []),
     ]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One answer wrk timed (command's `samples`)."""
+
+    sent: float  # unix seconds
+    latency_ms: float
+    status: int
+    release: str  # the X-Release header, "none" without one
+
+
+def parse_samples(text: str) -> list[Sample]:
+    """The lines the script writes with samples=PATH, in the order sent; a line cut short
+    (wrk stopped while writing) is left out."""
+    found = []
+    for line in text.splitlines():
+        parts = line.split()
+        try:
+            found.append(Sample(float(parts[0]), float(parts[1]), int(parts[2]), parts[3]))
+        except (IndexError, ValueError):
+            continue
+    return sorted(found, key=lambda s: s.sent)
+
+
+def read_samples(path: Path) -> list[Sample]:
+    return parse_samples(path.read_text(encoding="utf-8")) if path.exists() else []
 
 
 def _ms(value: str, unit: str) -> float:
@@ -182,7 +220,7 @@ def keepalive_load(
     headers: tuple[str, ...] = (),
     host: str = "",
     progress: bool = False,
-    **options: int,
+    **options: Any,
 ) -> Iterator[KeepAlive]:
     """wrk against url (with `headers`, and the Host header `host` when given) while the
     body runs, `lead` seconds of it before and after; with `progress`, the answers

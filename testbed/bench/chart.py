@@ -1,7 +1,8 @@
 """make bench's chart (bench.png): requests per second by the version that
 answered, and the latency of each request over time, during one deploy under
-the new-connection load, ours beside the naive method. matplotlib comes from
-requirements-bench.txt (make bench installs it)."""
+the new-connection load, ours beside the naive method; below, the latency of
+each request under wrk's keep-alive load (timed by wrk itself) in the same
+scenarios. matplotlib comes from requirements-bench.txt (make bench installs it)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ from testbed.bench.measure import Measure, Results
 CHART_RUNS = (
     ("deploy_conn", "ours: ansible-playbook deploy.yml"),
     ("naive_conn", "naive: docker compose down && up -d"),
+)
+# The same scenarios under wrk: latency only (wrk cannot time a failed request).
+WRK_CHART_RUNS = (
+    ("deploy_wrk", "ours, wrk -c64 keep-alive"),
+    ("naive_wrk", "naive, wrk -c64 keep-alive"),
 )
 COLORS = ("#4c72b0", "#55a868", "#8172b2", "#ccb974")
 FAILED_COLOR = "#c44e52"
@@ -76,12 +82,22 @@ def draw_run(ax: Any, run: Measure, title: str, ceiling: float) -> None:
     ax.legend(loc="upper left", fontsize=8)
 
 
-def draw_latency(ax: Any, run: Measure) -> None:
+def draw_latency(ax: Any, run: Measure, title: str = "") -> None:
     """Each fast request's latency by when it was sent; the command and the
     switch marked, the p99 before and during the switch as lines."""
     if run.latency:
         sent, ms = zip(*run.latency, strict=True)
-        ax.scatter(sent, ms, s=4, color=COLORS[0], label="one /version request")
+        dense = len(run.latency) > 5000  # wrk's: tens of thousands of points
+        ax.scatter(
+            sent,
+            ms,
+            s=1 if dense else 4,
+            alpha=0.3 if dense else 1.0,
+            color=COLORS[0],
+            label="one /version request",
+        )
+    if title:
+        ax.set_title(f"{title}: {run.failed} of {run.total} requests failed")
     ax.axvspan(0, run.wall, color="0.88", zorder=0, label="the command runs")
     if run.moment is not None:
         ax.axvline(run.moment, color="black", linestyle="--", linewidth=1, label="the switch")
@@ -110,17 +126,23 @@ def chart(results: Results, path: Path) -> None:
 
     runs = [(results.measures.get(name), title) for name, title in CHART_RUNS]
     ceiling = chart_ceiling(run for run, _ in runs if run is not None)
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), sharex="col")
+    fig, axes = plt.subplots(3, 2, figsize=(13, 12))
     for column, (run, title) in enumerate(runs):
         if run is None:
             axes[0][column].set_title(f"{title}: not measured")
             continue
         draw_run(axes[0][column], run, title, ceiling)
         draw_latency(axes[1][column], run)
+    for column, (name, title) in enumerate(WRK_CHART_RUNS):
+        wrk_run = results.measures.get(name)
+        if wrk_run is None:
+            axes[2][column].set_title(f"{title}: not measured")
+            continue
+        draw_latency(axes[2][column], wrk_run, title)
     axes[0][0].set_ylabel("requests per second")
     fig.suptitle(
-        "A deploy under load, a new connection per request, image on the host, one host"
-        " (make bench)"
+        "A deploy under load, image on the host, one host (make bench): a new connection"
+        " per request (top two rows), 64 keep-alive connections (wrk, bottom row)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -22,23 +22,22 @@ LOAD_SLOW_MS = 400
 # load's latency "before" comes from the requests sent in the lead before it.
 LOAD_LEAD = 5.0
 # Load shapes: every scenario runs once under each, in the same run.
-WRK = "wrk"  # testbed/wrk.py: 64 keep-alive connections (wrk -t2 -c64)
+WRK = "wrk"  # testbed/wrk.py: 64 keep-alive connections (wrk -t64 -c64)
 CONN = "conn"  # testbed/load.py: a new connection per request, 4 clients
 SHAPES = (WRK, CONN)
 SHAPE_LABELS = {
     WRK: "wrk, 64 keep-alive connections",
     CONN: f"new connection per request, {LOAD_WORKERS} clients",
 }
-# wrk's latency "before": a wrk window of this length right before the command
-# (wrk reports percentiles over a whole run only).
-WRK_BASELINE_SECONDS = 5
-WRK_LEAD = 1.0  # seconds of wrk before a command starts and after it ends
-# Latency "during" the switch. New-connection load: the requests sent within
-# SWITCH_WINDOW seconds either side of it. wrk: a wrk run of its own from the
-# start of the playbook's task named with SWITCH_TRIGGER (edge_proxy's switch)
-# until SWITCH_WINDOW seconds after it ends.
+# wrk: one run through each command that times every answer (testbed/wrk.py's samples):
+# WRK_LEAD_BEFORE seconds of it before the command, the first WRK_WARMUP of them left out
+# (its connections opening); latency "before" is the requests sent in the rest of that lead.
+WRK_LEAD_BEFORE = 6.0
+WRK_WARMUP = 1.0
+WRK_LEAD = 1.0  # seconds of wrk after a command ends
+# Latency "during" the switch, both load shapes: the requests sent within SWITCH_WINDOW
+# seconds either side of it.
 SWITCH_WINDOW = 1.0
-SWITCH_TRIGGER = "Point the front address"
 # One long request in the run below (a deploy: the old release it is in flight
 # on would be stopped after the switch and the watch); it must come back with
 # 200. It is sent when the playbook reaches a task whose name holds LONG_TRIGGER

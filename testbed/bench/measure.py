@@ -1,5 +1,5 @@
 """The figures of one timed command under load (pure: from its outcomes, or
-from wrk's reports)."""
+from wrk's report and the answers it timed)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from testbed.bench.config import BUCKET, CONN, SWITCH_WINDOW, WRK
+from testbed.bench.config import BUCKET, CONN, SWITCH_WINDOW, WRK, WRK_WARMUP
 from testbed.console import rel
 from testbed.load import Outcome, Report, first_answer, recovery_seconds, unavailable_seconds
 from testbed.playbook import Run, slowest_tasks, task_count
-from testbed.wrk import WrkResult
+from testbed.wrk import Sample, WrkResult
 
-SWITCH_SEGMENT = "switch"  # the wrk segment that spans the switch
-BEFORE_SEGMENT = "before the switch"  # the wrk segment from the command's start to it
 FAST_PATH = "/version"  # the new-connection load's fast requests (latency is theirs)
 
 
@@ -131,15 +129,6 @@ def before_switch_latency(
     return latency_of(o for o in outcomes if start <= o.start < switch - window)
 
 
-def wrk_latency(result: WrkResult | None) -> Latency | None:
-    if result is None:
-        return None
-    p50, p99, top = result.p50_ms, result.p99_ms, result.max_ms
-    if p50 is None or p99 is None or top is None:
-        return None
-    return Latency(result.requests, p50, p99, top)
-
-
 def p99_ratio(before: Latency | None, during: Latency | None) -> float | None:
     if before is None or during is None or before.p99_ms == 0:
         return None
@@ -230,7 +219,6 @@ class Measure:
     latency: list[tuple[float, float]] = field(default_factory=list)
     long: LongRequest | None = None
     wrk: dict[str, Any] | None = None  # the wrk report spanning the command
-    wrk_before: dict[str, Any] | None = None  # the baseline wrk window
 
     @property
     def overhead(self) -> float | None:
@@ -308,68 +296,74 @@ def measure(
     )
 
 
-def combine(results: Sequence[WrkResult]) -> WrkResult:
-    """wrk runs one after another as one: counts added up, the longest latency
-    kept; percentiles do not add up (None)."""
-    by_release: Counter[str] = Counter()
-    for result in results:
-        by_release.update(result.non_2xx_by_release)
-    tops = [r.max_ms for r in results if r.max_ms is not None]
-    return WrkResult(
-        requests=sum(r.requests for r in results),
-        seconds=round(sum(r.seconds for r in results), 3),
-        connect_errors=sum(r.connect_errors for r in results),
-        read_errors=sum(r.read_errors for r in results),
-        write_errors=sum(r.write_errors for r in results),
-        timeouts=sum(r.timeouts for r in results),
-        non_2xx=sum(r.non_2xx for r in results),
-        max_ms=max(tops) if tops else None,
-        non_2xx_by_release=dict(by_release),
-    )
-
-
 def wrk_failed(result: WrkResult, ignore: Sequence[str] = ()) -> int:
     """Socket errors and non-2xx answers, but those from the releases in `ignore`."""
     return result.socket_errors + result.non_2xx_except(*ignore)
+
+
+def wrk_outcomes(samples: Sequence[Sample], origin: float) -> list[Outcome]:
+    """The answers wrk timed as the load's outcomes, on a clock that starts at `origin`
+    (unix seconds: when wrk started), leaving out the first WRK_WARMUP seconds (its
+    connections opening)."""
+    return [
+        Outcome(
+            round(s.sent - origin, 6),
+            round(s.sent - origin + s.latency_ms / 1000, 6),
+            FAST_PATH,
+            s.status,
+            s.release,
+            "",
+        )
+        for s in samples
+        if s.sent - origin >= WRK_WARMUP
+    ]
 
 
 def measure_wrk(
     name: str,
     label: str,
     timed: Run,
-    segments: Sequence[tuple[str, WrkResult]],
-    baseline: WrkResult | None,
+    result: WrkResult,
+    samples: Sequence[Sample],
+    origin: float,
+    new: str,
     upstream: float | None = None,
     verify: float | None = None,
     long: LongRequest | None = None,
 ) -> Measure:
-    """A command under wrk's keep-alive load, run in segments one after another
-    (before the switch, the switch, after it; one segment when no switch was
-    seen): before is the baseline window, during the switch's segment (else
-    the whole run)."""
-    result = combine([r for _, r in segments])
-    window = dict(segments).get(SWITCH_SEGMENT)
-    earlier = dict(segments).get(BEFORE_SEGMENT) if window is not None else None
+    """A command under wrk's keep-alive load, one wrk run through it that started at
+    `origin` (unix seconds): failures and rate from wrk's report; the switch, the series
+    and the latency from the answers it timed, as for the new-connection load (before:
+    those sent before the command; during: within SWITCH_WINDOW seconds either side of
+    the switch)."""
+    start = timed.started_wall - origin
+    outcomes = wrk_outcomes(samples, origin)
+    switch_server = server_switch(timed, upstream)
+    switch = first_answer(outcomes, new, start)
+    moment = switch_server if switch_server is not None else switch
+    at = None if moment is None else start + moment
+    before, during = split_latency(outcomes, start, at)
     return Measure(
         name=name,
         label=label,
-        switch=None,
-        switch_server=server_switch(timed, upstream),
+        switch=switch,
+        switch_server=switch_server,
         recovery=None,
         failed=wrk_failed(result),
         total=result.requests + result.socket_errors,
         unavailable=None,
-        versions={},
-        command_window=(0.0, timed.seconds),
+        versions=dict(Counter(o.version for o in outcomes if o.ok)),
+        command_window=(start, start + timed.seconds),
+        series=buckets(outcomes, start),
         shape=WRK,
         verify=verify,
         rps=result.rps,
-        before=wrk_latency(baseline),
-        during=wrk_latency(window if window is not None else segments[-1][1]),
-        before_switch=wrk_latency(earlier),
+        before=before,
+        during=during,
+        before_switch=before_switch_latency(outcomes, start, at),
+        latency=latency_points(outcomes, start),
         long=long,
-        wrk={**wrk_dict(result), "segments": {n: wrk_dict(r) for n, r in segments}},
-        wrk_before=wrk_dict(baseline) if baseline else None,
+        wrk=wrk_dict(result),
         **timing(timed),
     )
 

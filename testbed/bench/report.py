@@ -30,12 +30,13 @@ from testbed.bench.config import (
     SWITCH_WINDOW,
     VERIFY_SECONDS,
     WRK,
-    WRK_BASELINE_SECONDS,
+    WRK_LEAD_BEFORE,
+    WRK_WARMUP,
 )
 from testbed.bench.measure import Latency, Measure, Results, ratio
 from testbed.console import duration, rel, secs
 from testbed.playbook import Run, slowest_tasks, task_count
-from testbed.wrk import CONNECTIONS, THREADS
+from testbed.wrk import CONNECTIONS
 
 # The scenarios: (name, label); each runs once per load shape as NAME_SHAPE.
 SCENARIOS = (
@@ -198,7 +199,7 @@ def goals(results: Results) -> list[Goal]:
         ),
         failed_goal(m),
         long_goal(m),
-        p99_goal(m, WRK, "wrk: a window before the command vs the switch's segment"),
+        p99_goal(m, WRK, f"wrk: the lead vs +-{SWITCH_WINDOW:g} s of the switch"),
         p99_goal(m, CONN, f"new connections: the lead vs +-{SWITCH_WINDOW:g} s of the switch"),
     ]
     degrade = m.get(run_name("degrade", CONN))
@@ -273,10 +274,8 @@ def wrk_line(run: Measure) -> str | None:
         f"write {errors['write']}, timeout {errors['timeout']}; "
         f"non-2xx: {run.wrk['non_2xx']}"
         + (f" ({by_release})" if by_release else "")
-        + "".join(
-            f"; {name}: {part['requests']} in {part['seconds']:.1f} s, p99 {part['p99_ms']} ms"
-            for name, part in run.wrk.get("segments", {}).items()
-        )
+        + f"; wrk's own p50 / p99 / max: {run.wrk['p50_ms']} / {run.wrk['p99_ms']} / "
+        f"{run.wrk['max_ms']} ms"
     )
 
 
@@ -296,7 +295,8 @@ def table(results: Results) -> list[str]:
     lines.append(
         "One host (melk-bench-1), load through its edge proxy (the naive method: its "
         f"published port), each scenario under two load shapes in the same run: "
-        f"**{WRK}**, wrk -t{THREADS} -c{CONNECTIONS} (keep-alive connections, /version); "
+        f"**{WRK}**, wrk -t{CONNECTIONS} -c{CONNECTIONS} (keep-alive connections, /version, "
+        "one wrk run through each command that times every answer); "
         f"**{CONN}**, a new connection per request ({LOAD_WORKERS} clients, one request "
         f"in four /slow?ms={LOAD_SLOW_MS}). app_verify_seconds={VERIFY_SECONDS} "
         f"({DEGRADE_VERIFY_SECONDS} for the degrading release); image on the host unless "
@@ -325,20 +325,16 @@ def table(results: Results) -> list[str]:
         "switch file was written on the server (for the degrading release: switched "
         "back), else the first answer by the new release. Failed: for "
         f"{WRK}, socket errors + non-2xx answers; for {CONN}, requests without a 2xx "
-        "answer. Latency: "
-        f"for {WRK}, *before* is a {WRK_BASELINE_SECONDS} s wrk run right before the "
-        "command; wrk runs through the command in segments (it reports percentiles per "
-        "run only), and *during* is the segment from the start of the switch task to "
-        f"{SWITCH_WINDOW:g} s after it (its connections open before the switch and stay "
-        f"open across it; the whole run when no switch task was seen); for {CONN}, from "
-        "each fast request's own timing (/version, "
-        f"sent on a new connection): *before*, those sent in the {LOAD_LEAD:g} s before "
-        f"the command; *during*, those sent within {SWITCH_WINDOW:g} s either side of "
-        "the switch. *Before the switch*: the command's own time up to the switch (the "
-        f"playbook running; {WRK}: the segment before the switch's; {CONN}: requests sent "
-        "from the command's start to the window). No service: from a failed request "
+        "answer. Latency, from each fast request's own timing (/version; "
+        f"{WRK}: timed by wrk itself, one run through the command, never restarted; "
+        f"{CONN}: sent on a new connection): *before*, those sent in the "
+        f"{LOAD_LEAD:g} s before the command ({WRK}: after its first {WRK_WARMUP:g} s, "
+        f"its connections opening); *during*, those sent within {SWITCH_WINDOW:g} s "
+        "either side of the switch (the whole command when no switch was seen). *Before "
+        "the switch*: the requests sent from the command's start to that window (the "
+        "playbook running, no switch yet). No service: from a failed request "
         "until a later one is answered "
-        f"({WRK} cannot tell).",
+        f"({WRK} cannot tell: a socket error has no time).",
     ]
     for name in (LONG_RUN, LONG_NAIVE_RUN):
         long_run = m.get(name)
@@ -357,7 +353,7 @@ def table(results: Results) -> list[str]:
     ]
     wrk_lines = [line for run in m.values() if (line := wrk_line(run))]
     if wrk_lines:
-        lines += ["", f"{WRK} in detail (its segments added up):", "", *wrk_lines]
+        lines += ["", f"{WRK} in detail (its whole run, lead included):", "", *wrk_lines]
     lines += ["", "Where the time goes (task results per run, profile_tasks' slowest):", ""]
     lines += [time_line(run) for run in m.values() if run.tasks]
     lines += ["", "Fleet (one deploy, no load, image on the hosts):", ""]
@@ -405,8 +401,9 @@ def to_json(results: Results) -> dict[str, Any]:
             "degrade_verify_seconds": DEGRADE_VERIFY_SECONDS,
             "shapes": SHAPE_LABELS,
             "load": {"workers": LOAD_WORKERS, "slow_ms": LOAD_SLOW_MS, "slow_every": 4},
-            "wrk": {"threads": THREADS, "connections": CONNECTIONS},
-            "wrk_baseline_seconds": WRK_BASELINE_SECONDS,
+            "wrk": {"threads": CONNECTIONS, "connections": CONNECTIONS},
+            "wrk_lead_before_seconds": WRK_LEAD_BEFORE,
+            "wrk_warmup_seconds": WRK_WARMUP,
             "switch_window_seconds": SWITCH_WINDOW,
             "long_request_ms": LONG_MS,
             "bucket_seconds": BUCKET,

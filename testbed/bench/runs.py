@@ -45,17 +45,13 @@ from testbed.bench.config import (
     SETTLE_LIMIT,
     SHAPE_LABELS,
     SHAPES,
-    SWITCH_TRIGGER,
-    SWITCH_WINDOW,
     UPSTREAM,
     VERIFY_SECONDS,
     WRK,
-    WRK_BASELINE_SECONDS,
     WRK_LEAD,
+    WRK_LEAD_BEFORE,
 )
 from testbed.bench.measure import (
-    BEFORE_SEGMENT,
-    SWITCH_SEGMENT,
     LongRequest,
     Measure,
     Results,
@@ -279,73 +275,6 @@ def run_under_load(
     return run, traffic, long_result(futures, run)
 
 
-class SegmentedWrk:
-    """wrk through a command in segments, one wrk run after the other: until
-    the command is at a task named with `trigger` (the switch), from there
-    until SWITCH_WINDOW seconds after that task, and the rest. wrk reports
-    percentiles per run only: the middle run is the latency during the switch.
-    Its connections open before the switch and stay open across it. Without a
-    trigger (or when the command never reaches it), one run spans it all."""
-
-    def __init__(self, target: str, command: Command, trigger: str | None) -> None:
-        self.target = target
-        self.command = command
-        self.trigger = trigger
-        self.ended = threading.Event()
-        self.lock = threading.Lock()
-        self.done: list[tuple[str, wrk.WrkResult]] = []
-        self.current: tuple[str, subprocess.Popen[str]] | None = None
-        self.watcher: threading.Thread | None = None
-
-    def _spawn(self, name: str) -> None:
-        process = subprocess.Popen(  # nosec B603: a fixed command line
-            wrk.command(self.target), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.current = (name, process)
-
-    def _finish(self) -> None:
-        if self.current is None:
-            return
-        name, process = self.current
-        process.send_signal(signal.SIGINT)  # wrk stops and prints its report
-        output, _ = process.communicate(timeout=30)
-        self.done.append((name, wrk.parse(output)))
-        self.current = None
-
-    def _cut(self, name: str) -> None:
-        with self.lock:
-            if self.ended.is_set():
-                return
-            self._finish()
-            self._spawn(name)
-
-    def _watch(self) -> None:
-        trigger = self.trigger or ""
-        while trigger not in self.command.task:
-            if self.ended.wait(0.05):
-                return
-        self._cut(SWITCH_SEGMENT)
-        while trigger in self.command.task:
-            if self.ended.wait(0.05):
-                return
-        if not self.ended.wait(SWITCH_WINDOW):
-            self._cut("after the switch")
-
-    def start(self) -> None:
-        self._spawn(BEFORE_SEGMENT if self.trigger else "command")
-        if self.trigger:
-            self.watcher = threading.Thread(target=self._watch, daemon=True)
-            self.watcher.start()
-
-    def stop(self) -> list[tuple[str, wrk.WrkResult]]:
-        with self.lock:
-            self.ended.set()
-            self._finish()
-        if self.watcher is not None:
-            self.watcher.join(timeout=60)
-        return self.done
-
-
 def run_under_wrk(
     url: str,
     runner: Runner,
@@ -353,36 +282,34 @@ def run_under_wrk(
     expect: str,
     long: bool = False,
     trigger: str | None = None,
-    switch: str | None = None,
-) -> tuple[Run, list[tuple[str, wrk.WrkResult]], wrk.WrkResult, LongRequest | None]:
-    """A baseline wrk window, then the command under wrk (segments at the
-    task named with `switch`, WRK_LEAD seconds longer at each end) until
-    `expect` serves again (bounded)."""
+) -> tuple[Run, wrk.WrkResult, list[wrk.Sample], float, LongRequest | None]:
+    """The command under one wrk run that times every answer (wrk is never restarted
+    while it runs): WRK_LEAD_BEFORE seconds of it before the command, then until
+    `expect` serves again (bounded), and WRK_LEAD seconds more. Returns the run, wrk's
+    report, the answers it timed and when it started (unix seconds)."""
     target = f"{url}/version"
-    say(f"{INDENT}wrk baseline: {WRK_BASELINE_SECONDS} s")
-    baseline = wrk.parse(
-        subprocess.run(  # nosec B603: a fixed command line
-            wrk.command(target, seconds=WRK_BASELINE_SECONDS),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=WRK_BASELINE_SECONDS + 60,
-        ).stdout
+    samples = command.log.with_suffix(".wrk.txt") if command.log else LOG_DIR / "wrk.txt"
+    samples.unlink(missing_ok=True)
+    process = subprocess.Popen(  # nosec B603: a fixed command line
+        wrk.command(target, samples=samples),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    say(f"{INDENT}{baseline.summary()}")
-    load = SegmentedWrk(target, command, switch)
-    load.start()
+    origin = time.time()
     try:
-        time.sleep(WRK_LEAD)
+        time.sleep(WRK_LEAD_BEFORE)
         with long_request(url, command, long, trigger) as futures:
             run = runner.run(command)
             wait_served(url, expect, SETTLE_LIMIT)
         time.sleep(WRK_LEAD)
     finally:
-        segments = load.stop()
-    for name, result in segments:
-        say(f"{INDENT}{name}: {result.summary()}")
-    return run, segments, baseline, long_result(futures, run)
+        process.send_signal(signal.SIGINT)  # wrk stops, prints its report, writes samples
+        output, _ = process.communicate(timeout=60)
+    result = wrk.parse(output)
+    answers = wrk.read_samples(samples)
+    say(f"{INDENT}{result.summary()}; {len(answers)} answers timed ({rel(samples)})")
+    return run, result, answers, origin, long_result(futures, run)
 
 
 class Bench:
@@ -489,12 +416,13 @@ class Bench:
         trigger = LONG_TRIGGER if upstream else None
         found: Measure
         if shape == WRK:
-            switch = SWITCH_TRIGGER if upstream else None
-            timed, segments, baseline, call = run_under_wrk(
-                url, self.runner, command, expect, long, trigger, switch
+            timed, result, samples, origin, call = run_under_wrk(
+                url, self.runner, command, expect, long, trigger
             )
             mtime = upstream_mtime(self.host.name) if upstream else None
-            found = measure_wrk(name, label, timed, segments, baseline, mtime, verify, call)
+            found = measure_wrk(
+                name, label, timed, result, samples, origin, new, mtime, verify, call
+            )
         else:
             timed, report, call = run_under_load(url, self.runner, command, expect, long, trigger)
             mtime = upstream_mtime(self.host.name) if upstream else None

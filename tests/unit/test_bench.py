@@ -13,7 +13,6 @@ from testbed.bench.measure import (
     Results,
     before_switch_latency,
     buckets,
-    combine,
     latency_of,
     measure_wrk,
     overhead,
@@ -26,7 +25,7 @@ from testbed.bench.measure import (
 from testbed.bench.report import all_met, goals
 from testbed.load import Outcome, first_answer, recovery_seconds, unavailable_seconds
 from testbed.playbook import Run, slowest_tasks
-from testbed.wrk import parse
+from testbed.wrk import Sample, parse
 
 
 def ok(start: float, end: float, version: str) -> Outcome:
@@ -205,56 +204,70 @@ non-2xx bench-v4-degrade-wrk 5
 non-2xx none 2
 Requests/sec:   1200.00
 """
-BASELINE_TEXT = """Running 5s test @ http://127.0.0.1:8080/version
-    Latency    30.00ms   5.00ms   90.00ms   90.00%
-     50%   28.00ms
-     99%   60.00ms
-  6000 requests in 5.00s, 1.00MB read
-"""
+ORIGIN = 1_800_000_000.0  # when wrk started, unix seconds
 
 
-def test_a_run_under_wrk_counts_socket_errors_and_non_2xx_and_compares_to_the_baseline() -> None:
+def answer(sent: float, ms: float, release: str = "v1", status: int = 200) -> Sample:
+    """One answer wrk timed, `sent` seconds after it started."""
+    return Sample(ORIGIN + sent, ms, status, release)
+
+
+def timed_at(seconds: float, started: float) -> Run:
+    """A command of `seconds` that started `started` seconds after wrk did."""
+    return Run(["deploy"], 0, "", seconds, Path("x.log"), 0.0, ORIGIN + started)
+
+
+def test_a_run_under_wrk_counts_socket_errors_and_non_2xx_from_its_report() -> None:
     found = measure_wrk(
-        "degrade_wrk",
-        "degrade",
-        timed(12.0),
-        [("command", parse(WRK_TEXT))],
-        parse(BASELINE_TEXT),
-        verify=15,
+        "degrade_wrk", "degrade", timed_at(12.0, 6.0), parse(WRK_TEXT), [], ORIGIN, "v2", verify=15
     )
     assert found.failed == 3 + 1 + 2 + 7
     assert found.total == 12000 + 6
     assert found.rps == 1200.0
-    assert found.before == Latency(6000, 28.0, 60.0, 90.0)
-    assert found.during == Latency(12000, 45.0, 120.0, 1200.0)
-    assert found.p99_ratio == 2.0
     assert found.overhead == pytest.approx(-3.0)
+    assert found.before is None and found.during is None and found.p99_ratio is None
     assert found.wrk is not None and found.wrk["non_2xx_by_release"] == {
         "bench-v4-degrade-wrk": 5,
         "none": 2,
     }
+    assert (found.wrk["p50_ms"], found.wrk["p99_ms"], found.wrk["max_ms"]) == (45.0, 120.0, 1200.0)
 
 
-def test_wrk_segments_add_up_and_the_switch_segment_is_during() -> None:
-    segments = [
-        ("before the switch", parse(BASELINE_TEXT)),
-        ("switch", parse(WRK_TEXT)),
-        ("after the switch", parse(BASELINE_TEXT)),
-    ]
-    found = measure_wrk("deploy_wrk", "deploy", timed(20.0), segments, None, verify=5)
-    assert found.total == 6000 + 12006 + 6000 and found.failed == 13
-    assert found.rps == pytest.approx(24000 / 20.0)
-    assert found.during == Latency(12000, 45.0, 120.0, 1200.0)
-    assert found.before is None and found.p99_ratio is None
-    assert found.before_switch == Latency(6000, 28.0, 60.0, 90.0)
-    assert found.wrk is not None and list(found.wrk["segments"]) == [name for name, _ in segments]
-    both = combine([parse(WRK_TEXT), parse(WRK_TEXT)])
-    assert (both.requests, both.seconds, both.read_errors, both.timeouts) == (24000, 20.0, 6, 4)
-    assert (both.non_2xx, both.non_2xx_by_release) == (14, {"bench-v4-degrade-wrk": 10, "none": 4})
-    assert (both.p50_ms, both.p99_ms, both.max_ms) == (None, None, 1200.0)
-    # no switch segment (the command never reached it): the last one is during
-    last = measure_wrk("x", "x", timed(1.0), segments[:1], None)
-    assert last.during == Latency(6000, 28.0, 60.0, 90.0) and last.before_switch is None
+def test_wrk_latency_comes_from_its_timed_answers_around_the_switch() -> None:
+    # wrk starts at 0; the command at 6 s (started_wall), the switch file 3 s into it (9 s)
+    warmup = [answer(0.2 + i / 10, 900.0) for i in range(5)]  # connections opening: left out
+    lead = [answer(1.0 + i / 10, 10.0 + i % 10) for i in range(50)]  # 1.0 .. 5.9 s
+    playbook = [answer(6.0 + i / 10, 30.0) for i in range(20)]  # 6.0 .. 7.9 s
+    window = [answer(8.0 + i / 10, 40.0 + i, "v1" if i < 10 else "v2") for i in range(20)]
+    after = [answer(10.0 + i / 10, 12.0, "v2") for i in range(10)]
+    samples = warmup + lead + playbook + window + after
+    found = measure_wrk(
+        "rollback_wrk",
+        "rollback",
+        timed_at(6.0, 6.0),
+        parse(WRK_TEXT),
+        samples,
+        ORIGIN,
+        "v2",
+        upstream=ORIGIN + 9.0,
+        verify=5,
+    )
+    assert found.switch_server == pytest.approx(3.0)
+    # the first answer by v2: sent at 9.0 s, 50 ms, since the command started at 6 s
+    assert found.switch == pytest.approx(3.05)
+    assert found.before == Latency(50, 14.0, 19.0, 19.0)
+    # within 1 s either side of the switch at 9 s: sent in [8.0, 10.0)
+    assert found.during == Latency(20, 49.0, 59.0, 59.0)
+    assert found.p99_ratio == pytest.approx(59.0 / 19.0)
+    # the playbook before that window: sent in [6.0, 8.0)
+    assert found.before_switch == Latency(20, 30.0, 30.0, 30.0)
+    assert found.versions == {"v1": 80, "v2": 20}
+    assert len(found.latency) == 100 and found.latency[0] == (-5.0, 10.0)
+    assert found.command_window == pytest.approx((5.999999, 11.999999), abs=1e-5)
+    # no switch file and no new release seen: during is the whole command
+    command = timed_at(6.0, 6.0)
+    naive = measure_wrk("n", "n", command, parse(WRK_TEXT), lead + playbook, ORIGIN, "v9")
+    assert naive.switch is None and naive.during == Latency(20, 30.0, 30.0, 30.0)
 
 
 @pytest.mark.parametrize(

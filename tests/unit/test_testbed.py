@@ -112,10 +112,13 @@ def test_served_chain_and_the_requests_sent_after_a_moment() -> None:
 
 
 class _Instant(BaseHTTPRequestHandler):
-    """Answers every request at once, as maintenance mode's page does."""
+    """Answers every request at once, as maintenance mode's page does; /late after
+    LATE_MS milliseconds."""
 
     def do_GET(self) -> None:
         body = b'{"version": "v1"}'
+        if self.path == "/late":
+            time.sleep(LATE_MS / 1000)
         self.send_response(503 if self.path == "/bad" else 200)
         self.send_header("X-Release", "v1")
         self.send_header("Content-Length", str(len(body)))
@@ -124,6 +127,9 @@ class _Instant(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+LATE_MS = 40
 
 
 @pytest.fixture
@@ -186,6 +192,35 @@ def test_wrk_script_arguments_follow_the_url() -> None:
         "pace=250",
     ]
     assert command(url, 8, 1, 60, pace_ms=250)[-2:] == ["--", "pace=250"]
+    # timing every answer pairs requests and answers by thread: one connection each
+    timed = command(url, 8, 2, 60, samples=Path("/tmp/s.txt"))
+    assert timed[1:3] == ["-t8", "-c8"] and timed[-2:] == ["--", "samples=/tmp/s.txt"]
+
+
+def test_wrk_samples_are_read_in_the_order_sent_and_a_line_cut_short_is_left_out() -> None:
+    text = "12.500000 3.250 200 v2\n11.000000 40.000 502 none\n13.0 1.5 20"
+    assert wrk.parse_samples(text) == [
+        wrk.Sample(11.0, 40.0, 502, "none"),
+        wrk.Sample(12.5, 3.25, 200, "v2"),
+    ]
+
+
+@pytest.mark.docker  # needs wrk, which make testbed installs (unit-docker)
+@pytest.mark.parametrize("path", ["/late", "/bad"])
+def test_wrk_times_every_answer_it_counts(instant: str, path: str, tmp_path: Path) -> None:
+    samples = tmp_path / "samples.txt"
+    before = time.time()
+    with keepalive_load(instant + path, lead=0, connections=4, samples=samples) as load:
+        time.sleep(1.0)
+    found = wrk.read_samples(samples)
+    assert load.result is not None and load.result.requests == len(found) > 10, load.output
+    assert all(before <= s.sent <= time.time() for s in found)
+    assert {(s.status, s.release) for s in found} == {(503 if path == "/bad" else 200, "v1")}
+    latencies = sorted(s.latency_ms for s in found)
+    if path == "/late":  # each answer paired with its own request: none faster than the sleep
+        assert latencies[0] >= LATE_MS and latencies[len(latencies) // 2] < 10 * LATE_MS
+    else:
+        assert latencies[len(latencies) // 2] < LATE_MS
 
 
 @pytest.mark.docker  # needs wrk, which make testbed installs (unit-docker)
