@@ -27,9 +27,12 @@ __all__ = [
     "E2E_DIR",
     "GROUP_VARS",
     "SENTINEL",
+    "SLOW_REQUEST_S",
     "Bed",
     "Run",
     "playbook_env",
+    "slow_requests",
+    "slow_requests_of",
     "start_bed",
     "stop_bed",
 ]
@@ -44,6 +47,54 @@ GROUP_VARS: dict[str, object] = servers.group_vars(
     # default 30 s: the outcome is the same and the suites are shorter.
     app_deploy_health_deadline=10,
 )
+
+
+# A request the servers' nginx took this long or longer to answer is listed when a test
+# fails (slow_requests_of): the edge's access log says on which side of nginx it was slow.
+SLOW_REQUEST_S = 1.0
+SLOW_REQUESTS_SHOWN = 20
+# The requests of the apps' access logs (roles/edge_proxy's format) that took `s`
+# seconds or more, the last ones; nothing when there is no log.
+_SLOW_AWK = (
+    "awk -v s={seconds} '{{ for (i = 1; i <= NF; i++) if ($i ~ /^request_time=/) "
+    '{{ split($i, t, "="); if (t[2] + 0 >= s) print FILENAME ": " $0 }} }}\' '
+    "{logs} 2>/dev/null | tail -n {limit}"
+)
+ACCESS_LOGS = "/var/log/nginx/*.access.log"
+
+
+def slow_requests_command(
+    seconds: float = SLOW_REQUEST_S, limit: int = SLOW_REQUESTS_SHOWN, logs: str = ACCESS_LOGS
+) -> str:
+    """The shell command that lists them (on a server: slow_requests)."""
+    return _SLOW_AWK.format(seconds=seconds, limit=limit, logs=logs)
+
+
+def slow_requests(
+    container: str, seconds: float = SLOW_REQUEST_S, limit: int = SLOW_REQUESTS_SHOWN
+) -> str:
+    """The last `limit` requests a server's nginx took `seconds` or more to answer, one
+    access log line each ('' when none, or when the server cannot be read)."""
+    result = subprocess.run(
+        ["docker", "exec", container, "sh", "-c", slow_requests_command(seconds, limit)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def slow_requests_of(fixtures: dict[str, Any]) -> str:
+    """For a failed test: the slow requests on the servers of the beds among its fixtures
+    (a Bed, or an object holding one as `.bed`), each server's under its name."""
+    names: list[str] = []
+    for value in fixtures.values():
+        bed = value if isinstance(value, Bed) else getattr(value, "bed", None)
+        if isinstance(bed, Bed):
+            names += [s.name for s in [bed.server, *bed.servers] if s.name not in names]
+    found = [(name, slow_requests(name)) for name in names]
+    return "\n".join(f"{name}:\n{lines}" for name, lines in found if lines)
 
 
 def playbook_env(control_dir: Path | None = None, **extra: str) -> dict[str, str]:

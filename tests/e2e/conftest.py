@@ -13,7 +13,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pytest
 
 from testbed import app, engine, images, registry
-from testbed.bed import E2E_DIR, Bed, start_bed, stop_bed
+from testbed.bed import E2E_DIR, SLOW_REQUEST_S, Bed, slow_requests_of, start_bed, stop_bed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test shows the requests its servers' nginx was slow to answer (the edge's
+    access log: on which side of nginx the time went)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        slow = slow_requests_of(getattr(item, "funcargs", {}))
+        if slow:
+            report.sections.append((f"requests nginx took {SLOW_REQUEST_S:g} s or more", slow))
 
 
 def build_releases() -> dict[str, str]:

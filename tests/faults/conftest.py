@@ -17,7 +17,7 @@ import pytest
 from faultkit import BECOME_AUDIT, FAULTS_DIR, PLUGINS, RESULTS_FILE, Results
 
 from testbed import ROOT, app, engine, images, registry
-from testbed.bed import Bed, start_bed, stop_bed
+from testbed.bed import SLOW_REQUEST_S, Bed, slow_requests_of, start_bed, stop_bed
 
 # One release per deploy of the suite, so every kill point deploys a release the
 # host has never seen (the "before the pull" point needs that).
@@ -94,6 +94,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()  # type: ignore[attr-defined]
     if report.when == "call" or (report.when == "setup" and report.failed):
         RESULTS.settle(item.nodeid, bool(report.passed))
+    if report.when == "call" and report.failed:
+        slow = slow_requests_of(getattr(item, "funcargs", {}))
+        if slow:
+            report.sections.append((f"requests nginx took {SLOW_REQUEST_S:g} s or more", slow))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

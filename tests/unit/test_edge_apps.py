@@ -242,6 +242,7 @@ def site(names: list[str]) -> str:
             edge_proxy_hsts_seconds=0,
             edge_proxy_health_path="/health",
             edge_proxy_acme_webroot="/var/lib/edge-proxy/acme",
+            __edge_proxy_access_log="/var/log/nginx/shop.access.log",
         )
     )
 

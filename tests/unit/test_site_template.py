@@ -19,6 +19,7 @@ FILES = {"certificate": "/etc/nginx/tls/melk-ai.pem", "key": "/etc/nginx/tls/mel
 
 
 def render(**overrides: Any) -> str:
+    app = overrides.get("edge_proxy_app_name", "melk-ai")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(ROOT / "roles" / "edge_proxy" / "templates"),
         trim_blocks=True,
@@ -43,6 +44,7 @@ def render(**overrides: Any) -> str:
         "edge_proxy_hsts_seconds": 0,
         "edge_proxy_health_path": "/health",
         "edge_proxy_acme_webroot": "/var/lib/edge-proxy/acme",
+        "__edge_proxy_access_log": f"/var/log/nginx/{app}.access.log",
         **overrides,
     }
     return env.get_template("site.conf.j2").render(**variables)
@@ -155,3 +157,30 @@ def test_each_app_names_its_certificate_with_a_variable_of_its_own(app: str, var
     )
     assert f"map $ssl_server_name {variable} {{\n    default {files['certificate']};\n}}" in text
     assert f"    ssl_certificate {variable};\n    ssl_certificate_key {variable};\n" in text
+
+
+@pytest.mark.parametrize(
+    ("app", "name"), [("melk-ai", "edge_proxy_melk_ai"), ("admin", "edge_proxy_admin")]
+)
+def test_every_server_of_an_app_logs_its_timings_to_the_apps_access_log(
+    app: str, name: str
+) -> None:
+    """One log format per app (nginx refuses a name defined twice, and several apps share
+    a host): when, how long, and towards the app the address, connect and response time."""
+    files = {"certificate": f"/etc/nginx/tls/{app}.pem", "key": f"/etc/nginx/tls/{app}.pem"}
+    text = render(
+        edge_proxy_app_name=app, __edge_proxy_tls_mode="supplied", __edge_proxy_tls_files=files
+    )
+    assert text.count(f"log_format {name} ") == 1
+    fields = re.search(rf"log_format {name} (.*?);\n", text, flags=re.S)
+    assert fields is not None
+    for field in (
+        "msec=$msec",
+        "request_time=$request_time",
+        "upstream=$upstream_addr",
+        "upstream_connect=$upstream_connect_time",
+        "upstream_response=$upstream_response_time",
+    ):
+        assert field in fields.group(1)
+    line = f"    access_log /var/log/nginx/{app}.access.log {name} buffer=64k flush=1s;\n"
+    assert [line in server for server in servers(text)] == [True, True]

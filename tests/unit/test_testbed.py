@@ -4,6 +4,7 @@ which make testbed installs, for the wrk tests)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed import ROOT, servers, wrk
+from testbed import ROOT, bed, servers, wrk
 from testbed.load import Load, Outcome, Report, sent_after, served_chain
 from testbed.playbook import Command, ansible_env, error_message, playbook_args
 from testbed.wrk import MARK, command, keepalive_load
@@ -249,3 +250,41 @@ def test_a_summary_says_when_each_request_without_an_answer_was_sent() -> None:
     last = "/version sent at 2.0 s, TimeoutError after 15.0 s; 2 more"
     assert Report(many).summary().endswith(last)
     assert "no answer" not in Report([ok(1, "v1"), http_500]).summary()
+
+
+def test_slow_requests_lists_the_last_access_log_lines_at_or_over_the_limit(
+    tmp_path: Path,
+) -> None:
+    line = '10.0.0.1 - - [07/Dec/2026:05:00:00 +0000] "GET /v HTTP/1.1" {status} 17 "-" "wrk" '
+    fields = "msec=1796620000.{n:03d} request_time={t} upstream=172.17.0.3:8000"
+    lines = [
+        line.format(status=s) + fields.format(n=n, t=t)
+        for n, (s, t) in enumerate(
+            [(200, "0.004"), (200, "1.000"), (499, "15.002"), (200, "0.999"), (502, "2.5")]
+        )
+    ]
+    (tmp_path / "melk-ai.access.log").write_text("\n".join(lines) + "\n")
+    (tmp_path / "other.log").write_text(lines[2] + "\n")  # not an app's access log
+    logs = str(tmp_path / "*.access.log")
+    found = subprocess.run(
+        ["sh", "-c", bed.slow_requests_command(1.0, 2, logs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    prefix = f"{tmp_path / 'melk-ai.access.log'}: "
+    assert found == [prefix + lines[2], prefix + lines[4]]
+    every = subprocess.run(
+        ["sh", "-c", bed.slow_requests_command(1.0, 20, logs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert every == [prefix + lines[i] for i in (1, 2, 4)]
+    none = subprocess.run(
+        ["sh", "-c", bed.slow_requests_command(1.0, 20, str(tmp_path / "none" / "*.log"))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert none.stdout == ""

@@ -102,6 +102,18 @@ def test_proxy_serves_the_last_release_on_port_80(host):
     assert MARKER_B in body
 
 
+def test_the_access_log_times_each_request_and_is_not_world_readable(host):
+    fetch(host, "http://127.0.0.1:80/")
+    log = host.file("/var/log/nginx/melk-ai.access.log")
+    assert (log.user, log.group, log.mode) == ("www-data", "adm", 0o640)
+    # buffered: nginx writes it within a second
+    line = host.run(
+        "sleep 1.5; grep -F '\"GET / HTTP/1.1\" 200' /var/log/nginx/melk-ai.access.log | tail -n 1"
+    ).stdout
+    for field in ("msec=", "request_time=", "upstream_connect=", "upstream_response="):
+        assert field in line, line
+
+
 def test_site_forwards_to_the_front_address(host, gateway):
     assert host.socket("tcp://0.0.0.0:80").is_listening
     site = host.file("/etc/nginx/conf.d/melk-ai.conf")
