@@ -82,22 +82,28 @@ def draw_run(ax: Any, run: Measure, title: str, ceiling: float) -> None:
     ax.legend(loc="upper left", fontsize=8)
 
 
+def dense_points(run: Measure) -> bool:
+    """wrk's: tens of thousands of points."""
+    return len(run.latency) > 5000
+
+
 def draw_latency(ax: Any, run: Measure, title: str = "") -> None:
     """Each fast request's latency by when it was sent; the command and the
     switch marked, the p99 before and during the switch as lines."""
     if run.latency:
         sent, ms = zip(*run.latency, strict=True)
-        dense = len(run.latency) > 5000  # wrk's: tens of thousands of points
         ax.scatter(
             sent,
             ms,
-            s=1 if dense else 4,
-            alpha=0.3 if dense else 1.0,
+            s=1 if dense_points(run) else 4,
+            alpha=0.3 if dense_points(run) else 1.0,
             color=COLORS[0],
             label="one /version request",
         )
     if title:
         ax.set_title(f"{title}: {run.failed} of {run.total} requests failed")
+    # wrk's points fill the top left (its lead); the bottom right stays clear
+    legend_at = "lower right" if dense_points(run) else "upper left"
     ax.axvspan(0, run.wall, color="0.88", zorder=0, label="the command runs")
     if run.moment is not None:
         ax.axvline(run.moment, color="black", linestyle="--", linewidth=1, label="the switch")
@@ -113,7 +119,7 @@ def draw_latency(ax: Any, run: Measure, title: str = "") -> None:
     ax.set_yscale("log")
     ax.set_ylabel("latency (ms, log scale)")
     ax.set_xlabel("seconds since the deploy started (request sent)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc=legend_at, fontsize=8)
 
 
 def chart(results: Results, path: Path) -> None:
