@@ -265,35 +265,46 @@ def measure(
     long: LongRequest | None = None,
 ) -> Measure:
     """A command under the new-connection load (testbed/load.py)."""
-    start = timed.started - t0
     outcomes = report.outcomes
-    switch_server = server_switch(timed, upstream)
-    switch = first_answer(outcomes, new, start)
-    moment = switch_server if switch_server is not None else switch
-    at = None if moment is None else start + moment
-    before, during = split_latency(outcomes, start, at)
     return Measure(
         name=name,
         label=label,
-        switch=switch,
-        switch_server=switch_server,
         recovery=recovery_seconds(outcomes, old),
         failed=len(report.failed),
         total=report.total,
         unavailable=unavailable_seconds(outcomes),
         versions=dict(report.versions),
-        command_window=(start, start + timed.seconds),
-        series=buckets(outcomes, start),
         shape=CONN,
         verify=verify,
         rps=rate(outcomes),
-        before=before,
-        during=during,
-        before_switch=before_switch_latency(outcomes, start, at),
-        latency=latency_points(outcomes, start),
         long=long,
+        **timeline(outcomes, timed.started - t0, timed, new, upstream),
         **timing(timed),
     )
+
+
+def timeline(
+    outcomes: Sequence[Outcome], start: float, timed: Run, new: str, upstream: float | None
+) -> dict[str, Any]:
+    """What both load shapes take from the requests' own timings, on the load's clock
+    (the command started at `start`): the switch (the server's switch file, else the
+    first answer by `new`), the series, and the latency before, around and before the
+    switch."""
+    switch_server = server_switch(timed, upstream)
+    switch = first_answer(outcomes, new, start)
+    moment = switch_server if switch_server is not None else switch
+    at = None if moment is None else start + moment
+    before, during = split_latency(outcomes, start, at)
+    return {
+        "switch": switch,
+        "switch_server": switch_server,
+        "command_window": (start, start + timed.seconds),
+        "series": buckets(outcomes, start),
+        "before": before,
+        "during": during,
+        "before_switch": before_switch_latency(outcomes, start, at),
+        "latency": latency_points(outcomes, start),
+    }
 
 
 def wrk_failed(result: WrkResult, ignore: Sequence[str] = ()) -> int:
@@ -336,34 +347,21 @@ def measure_wrk(
     and the latency from the answers it timed, as for the new-connection load (before:
     those sent before the command; during: within SWITCH_WINDOW seconds either side of
     the switch)."""
-    start = timed.started_wall - origin
     outcomes = wrk_outcomes(samples, origin)
-    switch_server = server_switch(timed, upstream)
-    switch = first_answer(outcomes, new, start)
-    moment = switch_server if switch_server is not None else switch
-    at = None if moment is None else start + moment
-    before, during = split_latency(outcomes, start, at)
     return Measure(
         name=name,
         label=label,
-        switch=switch,
-        switch_server=switch_server,
         recovery=None,
         failed=wrk_failed(result),
         total=result.requests + result.socket_errors,
         unavailable=None,
         versions=dict(Counter(o.version for o in outcomes if o.ok)),
-        command_window=(start, start + timed.seconds),
-        series=buckets(outcomes, start),
         shape=WRK,
         verify=verify,
         rps=result.rps,
-        before=before,
-        during=during,
-        before_switch=before_switch_latency(outcomes, start, at),
-        latency=latency_points(outcomes, start),
         long=long,
         wrk=wrk_dict(result),
+        **timeline(outcomes, timed.started_wall - origin, timed, new, upstream),
         **timing(timed),
     )
 

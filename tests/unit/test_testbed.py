@@ -266,25 +266,14 @@ def test_slow_requests_lists_the_last_access_log_lines_at_or_over_the_limit(
     (tmp_path / "melk-ai.access.log").write_text("\n".join(lines) + "\n")
     (tmp_path / "other.log").write_text(lines[2] + "\n")  # not an app's access log
     logs = str(tmp_path / "*.access.log")
-    found = subprocess.run(
-        ["sh", "-c", bed.slow_requests_command(1.0, 2, logs)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+
+    def listed(limit: int, logs: str = logs) -> list[str]:
+        command = bed.slow_requests_command(1.0, limit, logs)
+        return subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+
     prefix = f"{tmp_path / 'melk-ai.access.log'}: "
-    assert found == [prefix + lines[2], prefix + lines[4]]
-    every = subprocess.run(
-        ["sh", "-c", bed.slow_requests_command(1.0, 20, logs)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    assert every == [prefix + lines[i] for i in (1, 2, 4)]
-    none = subprocess.run(
-        ["sh", "-c", bed.slow_requests_command(1.0, 20, str(tmp_path / "none" / "*.log"))],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert none.stdout == ""
+    assert listed(2) == [prefix + lines[2], prefix + lines[4]]
+    assert listed(20) == [prefix + lines[i] for i in (1, 2, 4)]
+    assert listed(20, str(tmp_path / "none" / "*.log")) == []

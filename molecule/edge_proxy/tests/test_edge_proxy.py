@@ -106,9 +106,10 @@ def test_the_access_log_times_each_request_and_is_not_world_readable(host):
     fetch(host, "http://127.0.0.1:80/")
     log = host.file("/var/log/nginx/melk-ai.access.log")
     assert (log.user, log.group, log.mode) == ("www-data", "adm", 0o640)
-    # buffered: nginx writes it within a second
+    # buffered: nginx writes it within a second; waited for, at most 5 s
     line = host.run(
-        "sleep 1.5; grep -F '\"GET / HTTP/1.1\" 200' /var/log/nginx/melk-ai.access.log | tail -n 1"
+        "for i in $(seq 50); do grep -F '\"GET / HTTP/1.1\" 200' "
+        "/var/log/nginx/melk-ai.access.log | tail -n 1 | grep . && break; sleep 0.1; done"
     ).stdout
     for field in ("msec=", "request_time=", "upstream_connect=", "upstream_response="):
         assert field in line, line
