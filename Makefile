@@ -156,7 +156,8 @@ faults-doc: $(STAMP) ## copy the last make faults table into docs/faults.md
 # fleet test, the e2e option and operations tests, the TLS tests, and the Molecule scenarios
 # not named below; the Molecule scenarios of
 # LANE_MOLECULE one after another (longest first); the rest of the e2e suite,
-# then the scenarios of LANE_E2E_MOLECULE; and the fault suite. They keep two
+# then the scenarios of LANE_E2E_MOLECULE; and the fault suite, then the edge settings
+# tests (e2e-edge). They keep two
 # cores busy (about 95 % in a CI run: see the CPU report at the end); the split keeps
 # the four lanes about equally long.
 LANE_MOLECULE := app_deploy rollback docker_host
@@ -165,10 +166,6 @@ LANE_CHECKS_MOLECULE := $(filter-out $(LANE_MOLECULE) $(LANE_E2E_MOLECULE),$(SCE
 # $(call lane,PREFIX,TARGETS): make TARGETS one after another, lines prefixed.
 lane = $(MAKE) --no-print-directory -j1 $(2) 2>&1 | sed -u '/resetting jobserver mode/d; s/^/[$(1)] /'
 
-# e2e-edge runs last, on its own: it holds wrk's 64 keep-alive connections at full
-# speed for a minute or more (measuring what a settings reload costs), which starved
-# the other lanes' load tests into timeouts when it ran beside them.
-#
 # Meanwhile testbed/cpu.py samples where the CPU goes (this machine's processes by
 # command, each container by name) and prints the sums at the end, passed or not;
 # the report never changes make test's outcome.
@@ -176,13 +173,14 @@ CPU_LOG := .testbed/cpu.jsonl
 test: testbed $(NODE_TOOLS) ## every check: lint, security, unit, Molecule, end-to-end, faults
 	@$(BIN)/python -m testbed.cpu sample $(CPU_LOG) & sampler=$$!; \
 	  trap 'kill $$sampler 2>/dev/null || true; $(BIN)/python -m testbed.cpu report $(CPU_LOG) | sed "s/^/>> /" || true' EXIT; \
-	  $(MAKE) --no-print-directory -j4 lane-checks lane-molecule lane-e2e lane-faults; \
-	  $(call lane,e2e-edge,e2e-edge)
+	  $(MAKE) --no-print-directory -j4 lane-checks lane-molecule lane-e2e lane-faults
 	@echo ">> make test: all checks passed"
 
 # Four lanes of about the same length (estimated warm on two idle cores:
 # checks 3 + e2e-extra 14; Molecule 8 + e2e-fleet 4 + e2e-tls 5; e2e-main 13 +
-# edge_proxy 2 + e2e-docs 4; faults 12 with two apps and the renewal), then e2e-edge 3.
+# edge_proxy 2 + e2e-docs 4; faults 12 with two apps and the renewal + e2e-edge 3).
+# The suites' keep-alive loads are paced (testbed/wrk.py TEST_PACE_MS): at full speed
+# they starved the other lanes' load tests into timeouts.
 lane-checks:
 	@$(call lane,checks,lint security unit unit-docker)
 	@$(call lane,e2e-extra,e2e-extra)
@@ -200,6 +198,7 @@ lane-e2e:
 
 lane-faults:
 	@$(call lane,faults,faults)
+	@$(call lane,e2e-edge,e2e-edge)
 
 demo: testbed ## the main job on a local sandbox server (http://127.0.0.1:8080, DEMO_PORT)
 	$(BIN)/python -m testbed.demo

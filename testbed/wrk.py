@@ -32,6 +32,21 @@ THREADS = 2
 TIMEOUT_S = 30
 # Longest a run may last: wrk stops by itself then (a block that hangs ends).
 MAX_SECONDS = 900
+# The tests' keep-alive loads (keepalive_load): each connection sends one request every
+# TEST_PACE_MS, at most 64 * 1000 / 250 = 256 a second, instead of as fast as the machine
+# answers. They check that no request fails while traffic moves, which a paced load shows
+# as well: a reload closes the connections it holds idle between its requests, and the
+# next request on one is a read error. At full speed wrk, nginx and the app took every
+# cycle the suites' lanes share. make bench runs wrk at full speed (wrk.command): its
+# figures are the load's.
+TEST_PACE_MS = 250
+# The tests' HTTPS shape that opens a new connection (a full TLS handshake) per request:
+# wrk polls each handshake until it completes, so its CPU follows the connections that
+# are in a handshake, not the rate: 2 connections at full speed took 0.8 of a core (280
+# handshakes a second), 8 about as much; 4 paced at 100 ms take about 40 a second, and
+# well under a tenth of a core.
+TEST_HANDSHAKE_CONNECTIONS = 4
+TEST_HANDSHAKE_PACE_MS = 100
 
 # Counts the non-2xx answers by the release that sent them (the sample app's X-Release).
 SCRIPT = Path(__file__).with_name("lua") / "by_release.lua"
@@ -220,13 +235,15 @@ def keepalive_load(
     headers: tuple[str, ...] = (),
     host: str = "",
     progress: bool = False,
+    pace_ms: int = TEST_PACE_MS,
     **options: Any,
 ) -> Iterator[KeepAlive]:
     """wrk against url (with `headers`, and the Host header `host` when given) while the
-    body runs, `lead` seconds of it before and after; with `progress`, the answers
-    counted as they come; `options` are command's (connections, threads, pace_ms...)."""
+    body runs, `lead` seconds of it before and after, each connection paced (`pace_ms`;
+    0: as fast as it can); with `progress`, the answers counted as they come; `options`
+    are command's (connections, threads, samples...)."""
     process = subprocess.Popen(  # nosec B603: a fixed command line
-        command(url, headers=headers, host=host, progress=progress, **options),
+        command(url, headers=headers, host=host, progress=progress, pace_ms=pace_ms, **options),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -5,8 +5,8 @@ the server's nginx) served, renewed and verified against Pebble's root.
 nginx reads its certificate file at each TLS handshake (a variable in ssl_certificate), so
 a renewed or replaced certificate is served without a reload, which would close every idle
 keep-alive connection: the renewal, the replacement, a deploy and a rollback run under wrk
-over HTTPS, 64 keep-alive connections beside 8 that open a new connection (a full TLS
-handshake) per request, and must cost no request.
+over HTTPS, 64 keep-alive connections beside 4 that open a new connection (a full TLS
+handshake) per request, both paced (testbed/wrk.py), and must cost no request.
 
 Their servers are their own (MELK_E2E_TLS_SERVER, default melk-e2e-tls, with port 443
 published; MELK_E2E_TLS_FLEET, default melk-e2e-tlsf1..3, with 8443), so the file runs
@@ -30,7 +30,14 @@ from cryptography import x509
 from testbed import app, engine, images, registry, servers
 from testbed.bed import E2E_DIR, GROUP_VARS, Bed, start_bed, stop_bed
 from testbed.tls import ACME_HOST, Pebble, Pem, http_get, https_get, issue, make_ca, write_private
-from testbed.wrk import NEW_CONNECTIONS, KeepAlive, WrkResult, keepalive_load
+from testbed.wrk import (
+    NEW_CONNECTIONS,
+    TEST_HANDSHAKE_CONNECTIONS,
+    TEST_HANDSHAKE_PACE_MS,
+    KeepAlive,
+    WrkResult,
+    keepalive_load,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -38,13 +45,6 @@ NAME = "app.melk-tls.test"
 FLEET_TLS_PORT = 8443
 HSTS = 300
 TLS_DIR = E2E_DIR / "tls"
-# One request per connection every second during a provisioning: up to 64 a second on
-# the 64 kept-alive connections, and about 16 TLS handshakes a second on the 8 others
-# (wrk waits before a request, not before reconnecting: two requests per pace). At
-# 250 ms those 8 took about 100 handshakes a second, and wrk spends CPU polling each
-# handshake until it completes: about 0.4 of a core for the minutes a provisioning
-# lasts in make test (1.5 cores at full speed).
-PROVISION_PACE_MS = 1000
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +68,20 @@ class HttpsLoad:
 
 
 @contextmanager
-def https_load(port: int, pace_ms: int = 0) -> Iterator[HttpsLoad]:
-    """64 keep-alive connections and 8 new-connection ones to https://127.0.0.1:port/version
-    while the block runs (wrk sends SNI 127.0.0.1: the port's only HTTPS server answers);
-    with pace_ms, each connection sends one request per pace_ms, not as fast as it can."""
+def https_load(port: int) -> Iterator[HttpsLoad]:
+    """64 keep-alive connections and TEST_HANDSHAKE_CONNECTIONS new-connection ones (a
+    TLS handshake per request) to https://127.0.0.1:port/version while the block runs,
+    both paced (testbed/wrk.py); wrk sends SNI 127.0.0.1: the port's only HTTPS server
+    answers."""
     url = f"https://127.0.0.1:{port}/version"
     with (
-        keepalive_load(url, pace_ms=pace_ms) as kept,
-        keepalive_load(url, headers=NEW_CONNECTIONS, connections=8, pace_ms=pace_ms) as new,
+        keepalive_load(url) as kept,
+        keepalive_load(
+            url,
+            headers=NEW_CONNECTIONS,
+            connections=TEST_HANDSHAKE_CONNECTIONS,
+            pace_ms=TEST_HANDSHAKE_PACE_MS,
+        ) as new,
     ):
         yield HttpsLoad(kept, new)
 
@@ -193,12 +199,11 @@ def test_replaced_certificate_is_served_without_a_reload_and_no_key_is_ever_prin
     HTTPS on the first host: served from the next handshake on, nginx not reloaded, no
     request lost. The file changes, so the key would show in the diff but for no_log.
 
-    The load is paced (PROVISION_PACE_MS): at full speed for a whole provisioning of three
+    The load is paced (testbed/wrk.py): at full speed for a whole provisioning of three
     hosts it held two CPU-bound cores for 8 minutes of make test and starved the other
-    lanes. A reload would still show: it closes the kept-alive connections, which a paced
-    load holds idle between its requests (a read error on the next one), and nginx's
-    processes are compared. Full speed is kept for the deploys below and the renewal in
-    the fault suite, which last seconds."""
+    lanes. A reload would still show: it closes the kept-alive
+    connections, which a paced load holds idle between its requests (a read error on the
+    next one), and nginx's processes are compared."""
     bed = supplied.bed
     ca = supplied.ca
     renewed = issue(ca, [NAME])
@@ -207,7 +212,7 @@ def test_replaced_certificate_is_served_without_a_reload_and_no_key_is_ever_prin
     vars_file = write_private(TLS_DIR / "supplied-vars-2.json", json.dumps(settings))
     pids = {server.name: nginx_pids(bed, server.name) for server in bed.servers}
     port = servers.published(bed.server.name, FLEET_TLS_PORT)
-    with https_load(port, pace_ms=PROVISION_PACE_MS) as load:
+    with https_load(port) as load:
         run = bed.playbook("provision.yml", "-e", f"@{vars_file}", "--diff", "-v")
     assert run.rc == 0, run.output[-4000:]
     assert_nothing_failed(load)

@@ -4,10 +4,10 @@ server of both) with a certificate from a CA made here. A renewed certificate an
 come in as certbot brings them: a new lineage, then certbot's deploy hook (the edge's
 edge-proxy-certificate, which the role installs and certbot runs after each renewal)
 replaces the one file nginx reads, while wrk holds 64 keep-alive HTTPS connections and
-opens 8 more with a new TLS handshake per request. nginx reads the certificate file at
-each handshake (roles/edge_proxy, README "HTTPS"), so the renewal reloads nothing: 0
-socket errors, 0 non-2xx, the new certificate served at once, nginx's processes
-unchanged. certbot itself renewing against Pebble, and a replaced supplied certificate
+opens 4 more with a new TLS handshake per request, both paced (testbed/wrk.py). nginx reads
+the certificate file at each handshake (roles/edge_proxy, README "HTTPS"), so the renewal
+reloads nothing: 0 socket errors, 0 non-2xx, the new certificate served at once, nginx's
+processes unchanged. certbot itself renewing against Pebble, and a replaced supplied certificate
 provisioned, are tested the same way in tests/e2e/test_tls.py.
 """
 
@@ -27,7 +27,13 @@ from faultkit import FAULTS_DIR, NGINX_PIDS, Results
 from testbed import servers
 from testbed.bed import Bed
 from testbed.tls import Pem, https_get, issue, make_ca, write_private
-from testbed.wrk import NEW_CONNECTIONS, KeepAlive, keepalive_load
+from testbed.wrk import (
+    NEW_CONNECTIONS,
+    TEST_HANDSHAKE_CONNECTIONS,
+    TEST_HANDSHAKE_PACE_MS,
+    KeepAlive,
+    keepalive_load,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -44,8 +50,9 @@ LOAD_AROUND = 5.0  # seconds of load at least, before and after the renewal
 # of its own, so at least MIN_ANSWERS of them began after the renewal. A loaded CI
 # machine gave 92 new-handshake answers in 6.5 s, a starved one 12 in 15 s and once 2 in
 # 11.7 s; so the test waits for them (up to EVIDENCE_S) rather than for a time.
-HANDSHAKE_CONNECTIONS = 8  # the shape that opens a TLS handshake per request
-MIN_ANSWERS = HANDSHAKE_CONNECTIONS
+# The shape that opens a TLS handshake per request (paced: testbed/wrk.py).
+HANDSHAKE_CONNECTIONS = TEST_HANDSHAKE_CONNECTIONS
+MIN_ANSWERS = 8
 EVIDENCE_S = 180.0
 
 
@@ -132,6 +139,7 @@ def test_certificate_renewal_under_https_load_fails_nothing(
             lead=0,
             headers=NEW_CONNECTIONS,
             connections=HANDSHAKE_CONNECTIONS,
+            pace_ms=TEST_HANDSHAKE_PACE_MS,
             progress=True,
         ) as new,
     ):
@@ -147,7 +155,7 @@ def test_certificate_renewal_under_https_load_fails_nothing(
     assert kept.result is not None and new.result is not None
     results.add(
         "certificate renewed (certbot's deploy hook writes the renewed chain and key) under 64"
-        " keep-alive HTTPS connections and 8 opening a TLS handshake per request",
+        " keep-alive HTTPS connections and 4 opening a TLS handshake per request (paced)",
         "0 socket errors, 0 non-2xx; the new certificate served at once; nginx not reloaded",
         f"hook: {hook}; new certificate served: {served == expected}; nginx processes unchanged:"
         f" {nginx_after == nginx}; answers before / after the renewal: keep-alive"

@@ -162,7 +162,9 @@ def test_min_cycle_paces_each_worker(instant: str, min_cycle: float) -> None:
 def test_wrk_counts_answers_as_they_come_and_its_report_still_reads(
     instant: str, path: str
 ) -> None:
-    with keepalive_load(instant + path, lead=0, progress=True, connections=2, threads=1) as load:
+    with keepalive_load(
+        instant + path, lead=0, progress=True, connections=2, threads=1, pace_ms=0
+    ) as load:
         assert load.wait_for(20, 30.0), load.answers
         seen = load.answers
     assert load.result is not None and MARK not in load.output
@@ -175,7 +177,7 @@ def test_wrk_counts_answers_as_they_come_and_its_report_still_reads(
 
 @pytest.mark.docker  # needs wrk, which make testbed installs (unit-docker)
 def test_wrk_counts_nothing_as_it_goes_unless_asked(instant: str) -> None:
-    with keepalive_load(instant, lead=0.5, connections=2, threads=1) as load:
+    with keepalive_load(instant, lead=0.5, connections=2, threads=1, pace_ms=0) as load:
         pass
     assert load.result is not None and load.result.requests > 0
     assert load.answers == 0
@@ -211,7 +213,7 @@ def test_wrk_samples_are_read_in_the_order_sent_and_a_line_cut_short_is_left_out
 def test_wrk_times_every_answer_it_counts(instant: str, path: str, tmp_path: Path) -> None:
     samples = tmp_path / "samples.txt"
     before = time.time()
-    with keepalive_load(instant + path, lead=0, connections=4, samples=samples) as load:
+    with keepalive_load(instant + path, lead=0, connections=4, samples=samples, pace_ms=0) as load:
         time.sleep(1.0)
     found = wrk.read_samples(samples)
     assert load.result is not None and load.result.requests == len(found) > 10, load.output
@@ -228,12 +230,21 @@ def test_wrk_times_every_answer_it_counts(instant: str, path: str, tmp_path: Pat
 def test_wrk_paced_sends_at_most_one_request_per_pace_on_each_connection(instant: str) -> None:
     with keepalive_load(instant, lead=0, connections=2, threads=1, pace_ms=100) as paced:
         time.sleep(1.0)
-    with keepalive_load(instant, lead=0, connections=2, threads=1) as unpaced:
+    with keepalive_load(instant, lead=0, connections=2, threads=1, pace_ms=0) as unpaced:
         time.sleep(1.0)
     assert paced.result is not None and unpaced.result is not None
     # two connections, one request per 100 ms each, for about a second (and the stop)
     assert 2 <= paced.result.requests <= 2 * (paced.result.seconds / 0.1 + 1), paced.output
     assert unpaced.result.requests > 4 * paced.result.requests, unpaced.output
+
+
+def test_the_suites_keepalive_load_is_paced_unless_told_otherwise(instant: str) -> None:
+    """The e2e and fault suites' wrk sends one request per connection every TEST_PACE_MS."""
+    with keepalive_load(instant, lead=0, connections=2, threads=1) as load:
+        time.sleep(1.0)
+    assert load.result is not None
+    most = 2 * (load.result.seconds / (wrk.TEST_PACE_MS / 1000) + 1)
+    assert 2 <= load.result.requests <= most, load.output
 
 
 def test_a_summary_says_when_each_request_without_an_answer_was_sent() -> None:
