@@ -41,10 +41,10 @@ MAX_SECONDS = 900
 # figures are the load's.
 TEST_PACE_MS = 250
 # The tests' HTTPS shape that opens a new connection (a full TLS handshake) per request:
-# wrk polls each handshake until it completes, so its CPU follows the connections that
-# are in a handshake, not the rate: 2 connections at full speed took 0.8 of a core (280
-# handshakes a second), 8 about as much; 4 paced at 100 ms take about 40 a second, and
-# well under a tenth of a core.
+# wrk's CPU follows the handshakes in progress, not the rate, and a handshake takes longer
+# the busier the machine. On an idle machine 2 connections at full speed took 0.8 of a
+# core (280 handshakes a second), 8 about as much, 2 paced at 100 ms 0.07; 4 paced at
+# 100 ms answer about 15 a second. A test that lasts minutes uses fewer (test_tls.py).
 TEST_HANDSHAKE_CONNECTIONS = 4
 TEST_HANDSHAKE_PACE_MS = 100
 
@@ -120,6 +120,7 @@ def command(
     ]
     if samples:
         threads = connections  # the script pairs requests and answers by thread
+    threads = min(threads, connections)  # wrk refuses more threads than connections
     return [
         "wrk",
         f"-t{threads}",

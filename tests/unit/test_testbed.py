@@ -195,6 +195,8 @@ def test_wrk_script_arguments_follow_the_url() -> None:
         "pace=250",
     ]
     assert command(url, 8, 1, 60, pace_ms=250)[-2:] == ["--", "pace=250"]
+    # wrk refuses more threads than connections: one connection, one thread
+    assert command(url, 1, 2, 60)[1:3] == ["-t1", "-c1"]
     # timing every answer pairs requests and answers by thread: one connection each
     timed = command(url, 8, 2, 60, samples=Path("/tmp/s.txt"))
     assert timed[1:3] == ["-t8", "-c8"] and timed[-2:] == ["--", "samples=/tmp/s.txt"]
@@ -238,6 +240,7 @@ def test_wrk_paced_sends_at_most_one_request_per_pace_on_each_connection(instant
     assert unpaced.result.requests > 4 * paced.result.requests, unpaced.output
 
 
+@pytest.mark.docker  # needs wrk, which make testbed installs (unit-docker)
 def test_the_suites_keepalive_load_is_paced_unless_told_otherwise(instant: str) -> None:
     """The e2e and fault suites' wrk sends one request per connection every TEST_PACE_MS."""
     with keepalive_load(instant, lead=0, connections=2, threads=1) as load:
