@@ -217,7 +217,9 @@ def start_bed(
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         started = list(
             pool.map(
-                lambda name: servers.start(name, images.SERVER_PROVISIONED.ref, server_args),
+                lambda name: servers.start(
+                    name, images.SERVER_PROVISIONED.ref, server_args, apt_lists_fresh=True
+                ),
                 names,
             )
         )
