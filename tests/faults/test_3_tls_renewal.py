@@ -50,8 +50,6 @@ LOAD_AROUND = 5.0  # seconds of load at least, before and after the renewal
 # of its own, so at least MIN_ANSWERS of them began after the renewal. A loaded CI
 # machine gave 92 new-handshake answers in 6.5 s, a starved one 12 in 15 s and once 2 in
 # 11.7 s; so the test waits for them (up to EVIDENCE_S) rather than for a time.
-# The shape that opens a TLS handshake per request (paced: testbed/wrk.py).
-HANDSHAKE_CONNECTIONS = TEST_HANDSHAKE_CONNECTIONS
 MIN_ANSWERS = 8
 EVIDENCE_S = 180.0
 
@@ -112,9 +110,9 @@ def enough_answers(
     kept: KeepAlive, new: KeepAlive, when: str, since: tuple[int, int] | None = None
 ) -> tuple[int, int]:
     """The answers each shape has had so far, once each has had MIN_ANSWERS (before the
-    renewal), or MIN_ANSWERS + HANDSHAKE_CONNECTIONS more than `since` (after it); or fail."""
+    renewal), or MIN_ANSWERS + TEST_HANDSHAKE_CONNECTIONS more than `since` (after it); or fail."""
     bases = since or (0, 0)
-    least = MIN_ANSWERS + (HANDSHAKE_CONNECTIONS if since else 0)
+    least = MIN_ANSWERS + (TEST_HANDSHAKE_CONNECTIONS if since else 0)
     for load, shape, base in ((kept, "keep-alive", bases[0]), (new, "new-connection", bases[1])):
         assert load.wait_for(base + least, EVIDENCE_S), (
             f"{shape} load: {load.answers - base} answers {when}, not {least} in {EVIDENCE_S:.0f} s"
@@ -138,7 +136,7 @@ def test_certificate_renewal_under_https_load_fails_nothing(
             url,
             lead=0,
             headers=NEW_CONNECTIONS,
-            connections=HANDSHAKE_CONNECTIONS,
+            connections=TEST_HANDSHAKE_CONNECTIONS,
             pace_ms=TEST_HANDSHAKE_PACE_MS,
             progress=True,
         ) as new,
@@ -155,7 +153,8 @@ def test_certificate_renewal_under_https_load_fails_nothing(
     assert kept.result is not None and new.result is not None
     results.add(
         "certificate renewed (certbot's deploy hook writes the renewed chain and key) under 64"
-        " keep-alive HTTPS connections and 4 opening a TLS handshake per request (paced)",
+        f" keep-alive HTTPS connections and {TEST_HANDSHAKE_CONNECTIONS} opening a TLS handshake"
+        " per request (paced)",
         "0 socket errors, 0 non-2xx; the new certificate served at once; nginx not reloaded",
         f"hook: {hook}; new certificate served: {served == expected}; nginx processes unchanged:"
         f" {nginx_after == nginx}; answers before / after the renewal: keep-alive"
