@@ -217,9 +217,7 @@ def start_bed(
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         started = list(
             pool.map(
-                lambda name: servers.start(
-                    name, images.SERVER_PROVISIONED.ref, server_args, apt_lists_fresh=True
-                ),
+                lambda name: servers.start(name, images.SERVER_PROVISIONED.ref, server_args),
                 names,
             )
         )

@@ -373,9 +373,7 @@ class Bench:
             extra: tuple[str, ...] = ()
             if name == names[0]:
                 extra += ("-p", f"127.0.0.1::{NAIVE_PORT}")
-            return servers.start(
-                name, images.SERVER_PROVISIONED.ref, extra_args=extra, apt_lists_fresh=True
-            )
+            return servers.start(name, images.SERVER_PROVISIONED.ref, extra_args=extra)
 
         began = time.monotonic()
         with ThreadPoolExecutor(max_workers=count) as pool:

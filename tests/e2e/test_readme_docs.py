@@ -266,9 +266,7 @@ def seed(releases: dict[str, str], head: str) -> Iterator[Server]:
     the seed's `--build` built it there), published on port 80."""
     assert releases
     name = f"{os.environ.get('MELK_E2E_SERVER', 'melk-e2e-1')}-cut"
-    server = servers.start(
-        name, images.SERVER_PROVISIONED.ref, ("-p", "127.0.0.1::8081"), apt_lists_fresh=True
-    )
+    server = servers.start(name, images.SERVER_PROVISIONED.ref, ("-p", "127.0.0.1::8081"))
     try:
         docker_exec(name, "systemctl disable --now nginx")
         sha = app.build_release("seed")
