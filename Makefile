@@ -168,12 +168,15 @@ lane = $(MAKE) --no-print-directory -j1 $(2) 2>&1 | sed -u '/resetting jobserver
 
 # Meanwhile testbed/cpu.py samples where the CPU goes (this machine's processes by
 # command, each container by name) and prints the sums at the end, passed or not;
-# the report never changes make test's outcome.
+# testbed/ledger.py adds up the suites' playbook runs (count and controller CPU, by
+# test file). The reports never change make test's outcome.
 CPU_LOG := .testbed/cpu.jsonl
+RUNS_LOG := $(CURDIR)/.testbed/playbook-runs.jsonl
 test: testbed $(NODE_TOOLS) ## every check: lint, security, unit, Molecule, end-to-end, faults
-	@$(BIN)/python -m testbed.cpu sample $(CPU_LOG) & sampler=$$!; \
-	  trap 'kill $$sampler 2>/dev/null || true; $(BIN)/python -m testbed.cpu report $(CPU_LOG) | sed "s/^/>> /" || true' EXIT; \
-	  $(MAKE) --no-print-directory -j4 lane-checks lane-molecule lane-e2e lane-faults
+	@rm -f $(RUNS_LOG); $(BIN)/python -m testbed.cpu sample $(CPU_LOG) & sampler=$$!; \
+	  trap 'kill $$sampler 2>/dev/null || true; $(BIN)/python -m testbed.cpu report $(CPU_LOG) | sed "s/^/>> /" || true; \
+	    $(BIN)/python -m testbed.ledger report $(RUNS_LOG) | sed "s/^/>> /" || true' EXIT; \
+	  MELK_PLAYBOOK_LEDGER=$(RUNS_LOG) $(MAKE) --no-print-directory -j4 lane-checks lane-molecule lane-e2e lane-faults
 	@echo ">> make test: all checks passed"
 
 # Four lanes of about the same length (estimated warm on two idle cores:

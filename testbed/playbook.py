@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import yaml
 
-from testbed import ROOT
+from testbed import ROOT, ledger
 from testbed.console import INDENT, Status, Ticker, duration, rel
 from testbed.load import Traffic, served_chain
 
@@ -150,12 +150,25 @@ class Command:
                     out.flush()
                 lines.append(line)
                 self._follow(line)
-            rc = proc.wait()
+            rc, cpu = wait_with_usage(proc)
             watchdog.cancel()
         seconds = self.elapsed()
+        ledger.record(self.args, seconds, cpu)
         if rc < 0 and seconds >= self.timeout:
             lines.append(f"\n(stopped after {self.timeout:.0f} s, its time limit)\n")
         return Run(self.args, rc, "".join(lines), seconds, self.log, self.started, started_wall)
+
+
+def wait_with_usage(proc: subprocess.Popen[str]) -> tuple[int, float]:
+    """Wait for `proc`: its exit code, and the CPU time (user + system) it and the
+    children it waited for used (its workers and ssh, for ansible-playbook). 0.0 when
+    the watchdog's kill reaped it first."""
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:
+        return proc.wait(), 0.0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def live_status(traffic: Traffic, command: Command) -> Status:
