@@ -18,6 +18,15 @@ exit_json/fail_json. For such a module this action
    as for any module);
 3. masks the values of no_log options in the result, as AnsibleModule does.
 
+What step 1 needs from a module (the module_utils it ships with, that nothing keeps it
+from running there, its ARGUMENT_SPEC and REQUIRED_IF) depends on the sources only, and
+Ansible forks a fresh worker for each task and host: finding it again each time took
+20-60 ms of the controller's CPU per remote task (deploy_lock's the most: three parses
+of its source and its module_utils, and running its top level, which imports urllib).
+It is kept on disk (`analysis_cache`), under the SHA-256 of the module's source and of
+this file, with the SHA-256 of each module_utils file it ships: an entry whose
+module_utils changed since is found again, and rewritten.
+
 A module this cannot run as it is (other AnsibleModule options, other module_utils,
 async) goes the usual way. The decisions are the pure functions below; ActionModule acts.
 Each module's action plugin (action_plugins/<module>.py) is this class.
@@ -26,8 +35,12 @@ Each module's action plugin (action_plugins/<module>.py) is this class.
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
+import json
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +55,8 @@ RUNNER = "ansible.legacy.melk_remote_run"
 UTILS_PREFIX = "ansible.module_utils."
 SHIPPED_PREFIX = UTILS_PREFIX + "melk_"  # the project's own module_utils
 BASIC = UTILS_PREFIX + "basic"
+# Bumped when what an analysis entry holds changes (this file's own hash is in the key too).
+ANALYSIS_VERSION = 1
 # What library/melk_remote_run.py's AnsibleModule has.
 MODULE_KEYWORDS = frozenset({"argument_spec", "required_if", "supports_check_mode"})
 MODULE_ATTRIBUTES = frozenset(
@@ -180,6 +195,86 @@ def module_namespace(path: str, utils_directories: Iterable[str]) -> dict[str, A
     return vars(module)
 
 
+def plain(value: Any) -> Any:
+    """value as JSON gives it back (tuples become lists): a spec is used in this form
+    whether it was just found or read from the cache, so both behave the same.
+    TypeError or ValueError when it is not JSON data."""
+    return json.loads(json.dumps(value))
+
+
+def digest(text: str | bytes) -> str:
+    """SHA-256 of a source, hex."""
+    return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()
+
+
+def analysis_key(source: str, analyser: bytes) -> str:
+    """Where a module's analysis is kept: its source, this file's and ANALYSIS_VERSION."""
+    return digest(f"{ANALYSIS_VERSION}\0{digest(analyser)}\0{digest(source)}")
+
+
+def analysis_entry(
+    sources: Mapping[str, str], spec: Mapping[str, Any], required_if: Iterable[Any]
+) -> dict[str, Any]:
+    """What is kept of a runnable module: its module_utils with their SHA-256, its
+    spec and REQUIRED_IF (as plain() gives them)."""
+    return {
+        "utils": {name: digest(text) for name, text in sources.items()},
+        "spec": dict(spec),
+        "required_if": list(required_if),
+    }
+
+
+def entry_sources(
+    entry: Any, read: Callable[[str], str]
+) -> tuple[dict[str, str], dict[str, Any], list[Any]] | None:
+    """A kept entry's (module_utils sources, spec, REQUIRED_IF), each source read again
+    with read(name); None when the entry is not one analysis_entry wrote or a
+    module_utils file is gone or changed since."""
+    if not isinstance(entry, dict) or set(entry) != {"utils", "spec", "required_if"}:
+        return None
+    utils, spec, required_if = entry["utils"], entry["spec"], entry["required_if"]
+    if not (isinstance(utils, dict) and isinstance(spec, dict) and isinstance(required_if, list)):
+        return None
+    sources: dict[str, str] = {}
+    for name, expected in utils.items():
+        try:
+            sources[name] = read(name)
+        except (FileNotFoundError, OSError):
+            return None
+        if digest(sources[name]) != expected:
+            return None
+    return sources, spec, required_if
+
+
+def load_entry(directory: Path, key: str) -> Any:
+    """The entry kept under key, None when there is none or it cannot be read."""
+    try:
+        return json.loads((directory / f"{key}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def store_entry(directory: Path, key: str, entry: Mapping[str, Any]) -> None:
+    """Keep entry under key (written whole, then renamed); a cache that cannot be
+    written is only a cache: nothing fails."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(entry, out, sort_keys=True)
+        os.replace(temporary, directory / f"{key}.json")
+    except OSError:
+        return
+
+
+def analysis_cache() -> Path:
+    """Where analyses are kept: under Ansible's home (ANSIBLE_HOME, ~/.ansible)."""
+    from ansible import constants
+
+    home = constants.config.get_config_value("ANSIBLE_HOME")
+    return Path(os.path.expanduser(str(home))) / "melk" / "remote-analysis"
+
+
 class ActionModule(ActionBase):  # type: ignore[misc]  # untyped base
     """The module of the task's name, run by library/melk_remote_run.py."""
 
@@ -194,21 +289,11 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # untyped base
         )
         path = found.plugin_resolved_path if found.resolved else None
         source = Path(path).read_text(encoding="utf-8") if path else ""
-        directories = self._utils_directories()
-        sources: dict[str, str] = {}
-        try:
-            sources = bundle(source, lambda util: utils_source(util, directories))
-        except (FileNotFoundError, SyntaxError):
-            source = ""  # the usual way says what is missing or wrong
-        if not source or blockers(source, sources.values()) or self._task.async_val:
+        analysis = self._analysis(str(path), source) if source else None
+        if analysis is None or self._task.async_val:
             return self._usual(result, task_vars)
-        namespace = module_namespace(str(path), directories)
-        if "ARGUMENT_SPEC" not in namespace:
-            return self._usual(result, task_vars)
-        spec = namespace["ARGUMENT_SPEC"]
-        params, no_log, error = check_arguments(
-            name, spec, namespace.get("REQUIRED_IF", []), self._task.args
-        )
+        sources, spec, required_if = analysis
+        params, no_log, error = check_arguments(name, spec, required_if, self._task.args)
         if error is not None:
             refused: dict[str, Any] = merge_hash(result, {"failed": True, "msg": error})
             return refused
@@ -225,6 +310,37 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # untyped base
             result, remove_values(done, no_log) if no_log else done
         )
         return finished
+
+    def _analysis(
+        self, path: str, source: str
+    ) -> tuple[dict[str, str], dict[str, Any], list[Any]] | None:
+        """(the module_utils sources it ships with, its spec, its REQUIRED_IF), kept or
+        found now; None when it goes the usual way."""
+        directories = self._utils_directories()
+
+        def read(util: str) -> str:
+            return utils_source(util, directories)
+
+        cache, key = analysis_cache(), analysis_key(source, Path(__file__).read_bytes())
+        kept = entry_sources(load_entry(cache, key), read)
+        if kept is not None:
+            return kept
+        try:
+            sources = bundle(source, read)
+        except (FileNotFoundError, SyntaxError):
+            return None  # the usual way says what is missing or wrong
+        if blockers(source, sources.values()):
+            return None
+        namespace = module_namespace(path, directories)
+        if "ARGUMENT_SPEC" not in namespace:
+            return None
+        spec, required_if = namespace["ARGUMENT_SPEC"], namespace.get("REQUIRED_IF", [])
+        try:
+            spec, required_if = plain(spec), plain(required_if)
+        except (TypeError, ValueError):
+            return sources, spec, list(required_if)  # not JSON data: used as it is, not kept
+        store_entry(cache, key, analysis_entry(sources, spec, required_if))
+        return sources, spec, required_if
 
     def _usual(self, result: dict[str, Any], task_vars: dict[str, Any] | None) -> dict[str, Any]:
         """The module run the usual way: AnsiballZ."""

@@ -7,8 +7,7 @@ Python 3.8 syntax.
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,14 +16,19 @@ NO_ANSWER = -1
 BODY_READ = 65536
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Report a redirect as its own status instead of following it."""
+@functools.lru_cache(maxsize=1)
+def _opener() -> Any:
+    """An opener that reports a redirect as its own status instead of following it.
+    urllib is imported here, not at the top: it takes about 30 ms of the host's CPU to
+    import (ssl, http.client, email), and deploy_lock, which imports this file, sends
+    no probe in most of its runs."""
+    import urllib.request
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
 
-
-_OPENER = urllib.request.build_opener(_NoRedirect())
+    return urllib.request.build_opener(_NoRedirect())
 
 
 def get(
@@ -32,9 +36,12 @@ def get(
 ) -> tuple[int, str, str, bytes]:
     """GET url once: (status, '', Location, body) for an answer, any status; (NO_ANSWER,
     why, '', b'') for none. Only http:// and https:// URLs reach it (the callers check)."""
+    import urllib.error
+    import urllib.request
+
     try:
         request = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310
-        with _OPENER.open(request, timeout=timeout) as response:
+        with _opener().open(request, timeout=timeout) as response:
             body = response.read(BODY_READ)
             return int(response.status), "", response.headers.get("Location", ""), body
     except urllib.error.HTTPError as err:

@@ -19,12 +19,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from action_plugins.melk_remote import (
+    analysis_entry,
+    analysis_key,
     blockers,
     bundle,
     check_arguments,
     controller_spec,
+    entry_sources,
     imported_utils,
+    load_entry,
+    module_namespace,
     path_options,
+    plain,
+    store_entry,
     utils_source,
 )
 
@@ -415,3 +422,128 @@ def test_a_module_without_argument_spec_at_module_level_runs_the_usual_way(
     assert said["said"] == "yo"
     assert RUNNER_USED not in log
     assert f"Using module file {library / 'melk_plain.py'}" in log
+
+
+# --- the analysis kept on disk (analysis_cache) -------------------------------------------
+
+
+@given(st.text(), st.text(), st.binary(), st.binary())
+def test_the_key_follows_the_module_source_and_the_analyser(
+    source: str, other: str, analyser: bytes, other_analyser: bytes
+) -> None:
+    key = analysis_key(source, analyser)
+    assert key == analysis_key(source, analyser)
+    assert (key == analysis_key(other, analyser)) == (source == other)
+    assert (key == analysis_key(source, other_analyser)) == (analyser == other_analyser)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_each_module_analysis_is_json_data_and_checks_the_same(name: str) -> None:
+    """What is kept is what a run uses: each module's spec and REQUIRED_IF survive JSON
+    (tuples as lists) and refuse and accept the same arguments."""
+    namespace = module_namespace(str(MODULES[name]), UTILS)
+    spec, required_if = namespace["ARGUMENT_SPEC"], namespace.get("REQUIRED_IF", [])
+    kept = json.loads(json.dumps(analysis_entry({}, plain(spec), plain(required_if))))
+    assert kept["spec"] == plain(spec)
+    for args in ({}, {"name": "x", "path": "/p", "url": "http://h/", "state": "bogus"}):
+        assert (
+            check_arguments(name, kept["spec"], kept["required_if"], args)[2]
+            == (check_arguments(name, spec, required_if, args)[2])
+        )
+
+
+def test_plain_refuses_what_json_cannot_hold() -> None:
+    assert plain({"choices": ("a", "b"), "n": 1}) == {"choices": ["a", "b"], "n": 1}
+    with pytest.raises(TypeError):
+        plain({"choices": {"a"}})
+
+
+def test_a_kept_entry_is_used_only_while_its_module_utils_are_unchanged(tmp_path: Path) -> None:
+    sources = {"ansible.module_utils.melk_a": "A = 1\n", "ansible.module_utils.melk_b": "B = 2\n"}
+    spec = {"path": {"type": "str", "required": True}}
+    store_entry(tmp_path, "k", analysis_entry(sources, spec, [["path", "x", ["y"]]]))
+    entry = load_entry(tmp_path, "k")
+    on_disk = dict(sources)
+    assert entry_sources(entry, on_disk.__getitem__) == (sources, spec, [["path", "x", ["y"]]])
+    on_disk["ansible.module_utils.melk_b"] = "B = 3\n"
+    assert entry_sources(entry, on_disk.__getitem__) is None
+    del on_disk["ansible.module_utils.melk_b"]
+
+    def gone(name: str) -> str:
+        raise FileNotFoundError(name)
+
+    assert entry_sources(entry, gone) is None
+    for broken in (None, [], {"utils": {}}, {"utils": [], "spec": {}, "required_if": []}):
+        assert entry_sources(broken, on_disk.__getitem__) is None
+    assert load_entry(tmp_path, "missing") is None
+    (tmp_path / "bad.json").write_text("{not json")
+    assert load_entry(tmp_path, "bad") is None
+
+
+def test_a_cache_that_cannot_be_written_fails_nothing(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    store_entry(tmp_path / "file" / "cache", "k", {"utils": {}, "spec": {}, "required_if": []})
+    assert load_entry(tmp_path / "file" / "cache", "k") is None
+
+
+def test_runs_keep_the_analysis_and_find_it_again_when_a_module_util_changes(
+    tmp_path: Path,
+) -> None:
+    """The first run writes deploy_lock's entry; a run reads it (a planted spec that
+    refuses the task shows it is used); an entry whose module_utils hash no longer
+    matches is found again and rewritten."""
+    home = tmp_path / "home"
+    env = {"ANSIBLE_HOME": str(home)}
+    lock = {"path": str(tmp_path / "deploy.lock"), "run_id": "r1", "state": "release"}
+    (done,), _log = run_playbook(tmp_path, [{"deploy_lock": lock}], fast=True, extra_env=env)
+    assert not done.get("failed"), done
+    (kept,) = (home / "melk" / "remote-analysis").glob("*.json")
+    entry = json.loads(kept.read_text())
+    assert "ansible.module_utils.melk_lock" in entry["utils"]
+    assert entry["spec"]["path"]["type"] == "path"
+
+    planted = {**entry, "spec": {**entry["spec"], "state": {"type": "str", "choices": ["planted"]}}}
+    kept.write_text(json.dumps(planted))
+    (refused,), _log = run_playbook(
+        tmp_path, [{"deploy_lock": lock, "ignore_errors": True}], fast=True, extra_env=env
+    )
+    assert refused["failed"] and "planted" in refused["msg"], refused
+
+    stale = {**planted, "utils": {**planted["utils"], "ansible.module_utils.melk_lock": "0" * 64}}
+    kept.write_text(json.dumps(stale))
+    (again,), _log = run_playbook(tmp_path, [{"deploy_lock": lock}], fast=True, extra_env=env)
+    assert not again.get("failed"), again
+    assert json.loads(kept.read_text()) == entry
+
+
+def test_a_lock_release_on_the_host_imports_neither_urllib_nor_importlib_abc(
+    tmp_path: Path,
+) -> None:
+    """The host's side of a task that sends no probe: library/melk_remote_run.py with
+    deploy_lock's release, as Ansible pipes it (the arguments in place of its marker).
+    urllib (ssl, http.client, email) and importlib.abc (importlib.resources, pathlib,
+    inspect) cost the host 25-30 ms each per task; a probe still imports urllib."""
+    runner = (ROOT / "library/melk_remote_run.py").read_text()
+    source = MODULES["deploy_lock"].read_text()
+    arguments = {
+        "name": "deploy_lock",
+        "module": source,
+        "sources": bundle(source, read_util),
+        "params": {"path": str(tmp_path / "deploy.lock"), "run_id": "r1", "state": "release"},
+        "paths": ["path"],
+    }
+    marker = "<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"
+    assert marker in runner
+    script = tmp_path / "runner.py"
+    script.write_text(runner.replace(marker, json.dumps(arguments)))
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert json.loads(done.stdout)["msg"].endswith("is not held"), done.stdout + done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "json" in imported  # the report is read
+    assert not {"urllib.request", "importlib.abc", "ssl"} & imported
