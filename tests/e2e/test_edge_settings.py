@@ -39,6 +39,10 @@ DIR = E2E_DIR / "edge-settings"
 # switch files: a deploy's switch rewrites its app's).
 EDGE_FILES = "/etc/nginx/conf.d /etc/nginx/edge-proxy /etc/nginx/tls"
 APPLY_TASK = "Apply the app's edge settings when they differ from the host's"
+PREPARE_TASK = (
+    "Prepare the release (interrupted switch, edge settings, image, app.env, release command)"
+    " where needed"
+)
 APPLIED = "the edge settings (proxy_*, edge_proxy_*) differed"
 ADDRESSES = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
 # A's containers, their state and start time: a refused deploy starts or stops none.
@@ -100,10 +104,16 @@ def deploy(edge: Edge, release: str, vars_file: Path) -> Run:
     )
 
 
-def apply_task_skipped(run: Run) -> bool:
-    """The deploy's one include of edge_proxy's `site` was skipped on the controller."""
-    after = run.output.split(f"{APPLY_TASK}]", 1)
+def skipped(run: Run, task: str) -> bool:
+    """The task ran in this run and was skipped on the controller."""
+    after = run.output.split(f"{task}]", 1)
     return len(after) == 2 and after[1].lstrip(" *\n").startswith("skipping")
+
+
+def apply_task_skipped(run: Run) -> bool:
+    """The deploy's one include of edge_proxy's `site` was skipped on the controller, or
+    the include of tasks/prepare.yml that holds it was (nothing there to do)."""
+    return skipped(run, APPLY_TASK) or skipped(run, PREPARE_TASK)
 
 
 def a_current(bed: Bed) -> str:
