@@ -239,7 +239,7 @@ def entry_sources(
     for name, expected in utils.items():
         try:
             sources[name] = read(name)
-        except (FileNotFoundError, OSError):
+        except OSError:  # FileNotFoundError among them
             return None
         if digest(sources[name]) != expected:
             return None
