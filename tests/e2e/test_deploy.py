@@ -67,6 +67,27 @@ def test_sha_not_in_registry_changes_nothing(bed: Bed) -> None:
     assert bed.served_version() == "v2"
 
 
+def test_app_with_no_site_on_the_edge_is_refused_with_nothing_changed(bed: Bed) -> None:
+    # v1's image is on the host and app.env exists: nothing else in tasks/prepare.yml has
+    # work, so only the missing switch file makes the deploy include it and refuse.
+    upstream = "/etc/nginx/edge-proxy/melk-ai.upstream"
+    containers = "docker ps -aq --no-trunc --filter label=io.melk.app=melk-ai | sort"
+    images = bed.sh(f"docker images --format '{{{{.Tag}}}}' {app.pull_repository()}").split()
+    assert bed.releases["v1"] in images
+    before, running = bed.state(), bed.sh(containers)
+    bed.sh(f"mv {upstream} {upstream}.aside")
+    try:
+        run = bed.playbook("deploy.yml", "-e", f"sha={bed.releases['v1']}")
+        assert run.rc != 0
+        assert "has no site on this host's edge proxy" in run.output, run.output[-4000:]
+        assert "Start the new release" not in run.output
+        assert bed.state() == before
+        assert bed.sh(containers) == running
+        assert bed.served_version() == "v2"
+    finally:
+        bed.sh(f"mv {upstream}.aside {upstream}")
+
+
 def test_concurrent_deploy_stops_on_the_lock(bed: Bed) -> None:
     first = bed.spawn("deploy.yml", "-e", f"sha={bed.releases['v3']}")
     try:

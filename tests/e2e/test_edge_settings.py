@@ -40,8 +40,8 @@ DIR = E2E_DIR / "edge-settings"
 EDGE_FILES = "/etc/nginx/conf.d /etc/nginx/edge-proxy /etc/nginx/tls"
 APPLY_TASK = "Apply the app's edge settings when they differ from the host's"
 PREPARE_TASK = (
-    "Prepare the release (interrupted switch, edge settings, image, app.env, release command)"
-    " where needed"
+    "Prepare the release (site check, interrupted switch, edge settings, image, app.env,"
+    " release command) where needed"
 )
 APPLIED = "the edge settings (proxy_*, edge_proxy_*) differed"
 ADDRESSES = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
