@@ -31,6 +31,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 INTERVAL = 5.0
@@ -39,6 +40,7 @@ CGROUP_V2 = Path("/sys/fs/cgroup/system.slice")
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 OTHER = "other on this machine"
 NESTED = "app containers inside the test servers"
+SSH = "ssh (Ansible's connections to the test servers)"
 # (what the command line contains, or the command's name) -> what used the CPU
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("ansible-playbook", "Ansible on this machine (ansible-playbook, its workers, ssh)"),
@@ -62,6 +64,8 @@ NAMES: Mapping[str, str] = {
     "docker-proxy": "this machine's Docker engine",
     "runc": "this machine's Docker engine",
     "docker": "docker commands",
+    # an SSH master connection (ControlPersist) outlives the playbook that opened it
+    "ssh": SSH,
 }
 WITH_CHILDREN = "ansible-playbook"
 
@@ -218,36 +222,54 @@ def process_seconds() -> dict[str, tuple[str, float]]:
     return process_totals(found)
 
 
+@dataclass(frozen=True)
+class Reading:
+    """The machine's CPU counters at one moment: each container cgroup's (by id), each
+    process's outside containers (pid -> (what, seconds)), and all CPUs' busy time."""
+
+    containers: Mapping[str, float]
+    processes: Mapping[str, tuple[str, float]]
+    machine: float
+
+
+def grown(before: Reading, after: Reading, names: Mapping[str, str]) -> dict[str, float]:
+    """What used the CPU between two readings, by what (containers by their `names`,
+    id -> name); what the machine's busy time grew by beyond that counts as OTHER."""
+    used: dict[str, float] = defaultdict(float)
+    for cid, seconds in delta(before.containers, after.containers).items():
+        used[what_container(names.get(cid))] += seconds
+    for pid, (what, seconds) in after.processes.items():
+        grew = seconds - before.processes[pid][1] if pid in before.processes else seconds
+        if grew > 0:
+            used[what] += grew
+    rest = (after.machine - before.machine) - sum(used.values())
+    if rest > 0:
+        used[OTHER] += rest
+    return dict(used)
+
+
+def read() -> Reading:
+    return Reading(
+        container_seconds(), process_seconds(), machine_seconds(Path("/proc/stat").read_text())
+    )
+
+
 def sample_forever(path: Path, interval: float = INTERVAL) -> None:
     names = container_names()
-    containers = container_seconds()
-    asked = set(containers)
-    processes = process_seconds()
-    machine = machine_seconds(Path("/proc/stat").read_text())
+    last = read()
+    asked = set(last.containers)
     started = time.monotonic()
     with path.open("w") as out:
         while True:
             time.sleep(interval)
-            now_containers = container_seconds()
-            if any(cid not in asked for cid in now_containers):
+            now = read()
+            if any(cid not in asked for cid in now.containers):
                 names.update(container_names())
-                asked.update(now_containers)  # the apps' containers stay unknown: ask once
-            now_processes = process_seconds()
-            now_machine = machine_seconds(Path("/proc/stat").read_text())
-            sample: dict[str, float] = defaultdict(float)
-            for cid, seconds in delta(containers, now_containers).items():
-                sample[what_container(names.get(cid))] += seconds
-            for pid, (what, seconds) in now_processes.items():
-                grew = seconds - processes[pid][1] if pid in processes else seconds
-                if grew > 0:
-                    sample[what] += grew
-            counted = sum(sample.values())
-            rest = (now_machine - machine) - counted
-            if rest > 0:
-                sample[OTHER] += rest
-            containers, processes, machine = now_containers, now_processes, now_machine
+                asked.update(now.containers)  # the apps' containers stay unknown: ask once
+            used = grown(last, now, names)
+            last = now
             record: dict[str, float] = {"t": round(time.monotonic() - started, 1)}
-            record.update({k: round(v, 2) for k, v in sample.items() if v >= 0.01})
+            record.update({k: round(v, 2) for k, v in used.items() if v >= 0.01})
             out.write(json.dumps(record) + "\n")
             out.flush()
 

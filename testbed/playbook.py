@@ -67,6 +67,7 @@ class Run:
     log: Path | None = None
     started: float = 0.0  # time.monotonic() at start
     started_wall: float = 0.0  # time.time() at start
+    cpu: float = 0.0  # user + system CPU seconds of it and the children it waited for
 
     @property
     def command(self) -> str:
@@ -156,7 +157,9 @@ class Command:
         ledger.record(self.args, seconds, cpu)
         if rc < 0 and seconds >= self.timeout:
             lines.append(f"\n(stopped after {self.timeout:.0f} s, its time limit)\n")
-        return Run(self.args, rc, "".join(lines), seconds, self.log, self.started, started_wall)
+        return Run(
+            self.args, rc, "".join(lines), seconds, self.log, self.started, started_wall, cpu
+        )
 
 
 def wait_with_usage(proc: subprocess.Popen[str]) -> tuple[int, float]:

@@ -20,7 +20,10 @@ connection per request (testbed/load.py, 4 clients, one request in four slow):
 Per run: failed requests, requests per second, p50 / p99 / max latency before
 and during the switch (wrk: a baseline window before the run that spans the
 command; the new-connection load: each request's own timing), and the overhead
-(wall time minus app_verify_seconds). It prints a table (also saved as
+(wall time minus app_verify_seconds); per run and per fleet size, where the
+machine's cores went while the command ran (testbed/cpu.py: the playbook with its
+workers and ssh, the test servers, their app containers, the load tool, this
+machine's Docker engine, idle). It prints a table (also saved as
 .testbed/bench/bench.md) with each goal of config.py met or not, and writes
 .testbed/bench/bench.json and bench.png (requests per second by version, and
 latency over time, during one deploy, ours beside the naive method). Ansible's

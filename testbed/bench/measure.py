@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.bench.config import BUCKET, CONN, SWITCH_WINDOW, WRK, WRK_WARMUP
 from testbed.console import rel
+from testbed.cpu import NESTED, SSH
 from testbed.load import Outcome, Report, first_answer, recovery_seconds, unavailable_seconds
 from testbed.playbook import Run, slowest_tasks, task_count
 from testbed.wrk import Sample, WrkResult
@@ -219,6 +220,10 @@ class Measure:
     latency: list[tuple[float, float]] = field(default_factory=list)
     long: LongRequest | None = None
     wrk: dict[str, Any] | None = None  # the wrk report spanning the command
+    # where the machine's CPU went while the command ran (core-s by CPU_PARTS key,
+    # cpu_split), and for how long it was read
+    cpu: dict[str, float] = field(default_factory=dict)
+    cpu_window: float = 0.0
 
     @property
     def overhead(self) -> float | None:
@@ -250,6 +255,49 @@ def timing(timed: Run) -> dict[str, Any]:
         "tasks": task_count(timed.output),
         "log": rel(timed.log) if timed.log else "",
     }
+
+
+# Where the machine's CPU went while a command ran: the parts of cpu_split, in the
+# report's order (key, column heading).
+CPU_PARTS: tuple[tuple[str, str], ...] = (
+    ("ansible", "ansible-playbook"),
+    ("server", "test server"),
+    ("apps", "its app containers"),
+    ("load", "load tool"),
+    ("engine", "Docker engine here"),
+    ("other", "other"),
+    ("idle", "idle"),
+)
+# testbed/cpu.py's labels -> part ("container melk-bench-N" is the test server)
+_CPU_LABELS = {
+    NESTED: "apps",
+    "wrk": "load",
+    # the bench's own process: the new-connection load's clients are its threads
+    "other Python (testbed, helpers)": "load",
+    "this machine's Docker engine": "engine",
+    SSH: "ansible",  # Ansible's SSH connections (their masters outlive the playbook)
+}
+
+
+def cpu_split(
+    used: Mapping[str, float], playbook: float, window: float, cores: int
+) -> dict[str, float]:
+    """CPU_PARTS from what used the machine's CPU during a command (testbed/cpu.py's
+    `grown`, by label) and the playbook's own CPU (it and the workers and ssh it waited
+    for: once it has ended, the machine's reading counts it in cpu.OTHER). Idle: what
+    `cores` had in `window` seconds and nothing used."""
+    parts = {key: 0.0 for key, _ in CPU_PARTS if key != "idle"}
+    for label, seconds in used.items():
+        if label.startswith("container melk-bench-"):
+            part = "server"
+        else:
+            part = _CPU_LABELS.get(label, "other")
+        parts[part] += seconds
+    moved = min(playbook, parts["other"])
+    parts["other"] -= moved
+    parts["ansible"] += playbook
+    parts["idle"] = max(0.0, cores * window - sum(parts.values()))
+    return {key: round(value, 2) for key, value in parts.items()}
 
 
 def measure(
@@ -391,6 +439,7 @@ class Results:
     measures: dict[str, Measure] = field(default_factory=dict)
     other: dict[str, Run] = field(default_factory=dict)
     fleet: dict[int, Run] = field(default_factory=dict)
+    fleet_cpu: dict[int, dict[str, float]] = field(default_factory=dict)  # cpu_split's
     releases: dict[str, str] = field(default_factory=dict)
     ansible: dict[str, Any] = field(default_factory=dict)
     wall: float = 0.0

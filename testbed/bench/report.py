@@ -33,7 +33,7 @@ from testbed.bench.config import (
     WRK_LEAD_BEFORE,
     WRK_WARMUP,
 )
-from testbed.bench.measure import Latency, Measure, Results, ratio
+from testbed.bench.measure import CPU_PARTS, Latency, Measure, Results, ratio
 from testbed.console import duration, rel, secs
 from testbed.playbook import Run, slowest_tasks, task_count
 from testbed.wrk import CONNECTIONS
@@ -279,6 +279,66 @@ def wrk_line(run: Measure) -> str | None:
     )
 
 
+def cpu_row(run: Measure, cores: int) -> list[str]:
+    """The run's CPU parts, core-s and share of what the cores had while it ran."""
+    had = cores * run.cpu_window
+    return [
+        run.label,
+        run.shape,
+        f"{run.cpu_window:.1f} s, {had:.1f} core-s",
+        *(
+            f"{run.cpu.get(key, 0.0):.1f} ({run.cpu.get(key, 0.0) / had:.0%})" if had else "n/a"
+            for key, _ in CPU_PARTS
+        ),
+    ]
+
+
+def cpu_lines(m: dict[str, Measure], cores: int) -> list[str]:
+    """Where the machine's CPU went during each run (none when it was not read)."""
+    found = [cpu_row(run, cores) for run in m.values() if run.cpu]
+    if not found:
+        return []
+    return [
+        "",
+        f"Where the {cores} cores went during each run (core-s, and the share of what they "
+        "had from the command's start to its end; ansible-playbook: it, its workers and "
+        "ssh; test server: its sshd, Docker engine, nginx and the modules; load tool: wrk, "
+        "or the bench's own process for the new-connection clients; Docker engine here: "
+        "docker-proxy, the published port the load comes in by):",
+        "",
+        *markdown_table(["run", "load", "window", *(heading for _, heading in CPU_PARTS)], found),
+    ]
+
+
+def fleet_table(results: Results, cores: int) -> list[str]:
+    """The fleet's deploys: wall time, against one host, and where the cores went
+    (ansible-playbook; the test servers, their app containers included)."""
+    one = results.fleet.get(1)
+    found = []
+    for n, t in sorted(results.fleet.items()):
+        used = results.fleet_cpu.get(n, {})
+        had = cores * t.seconds
+        servers = used.get("server", 0.0) + used.get("apps", 0.0)
+        found.append(
+            [
+                str(n),
+                f"{t.seconds:.1f} s" + ("" if t.rc == 0 else f" (exit {t.rc})"),
+                times(ratio(t.seconds, one.seconds if one else None)),
+                *(
+                    [
+                        f"{used.get('ansible', 0.0):.1f}",
+                        f"{servers:.1f}",
+                        f"{used['idle'] / had:.0%}",
+                    ]
+                    if used and had
+                    else ["n/a"] * 3
+                ),
+            ]
+        )
+    head = ["hosts", "deploy wall time", "x 1 host", "ansible-playbook core-s"]
+    return markdown_table([*head, "test servers core-s", f"{cores} cores idle"], found)
+
+
 def rows(m: dict[str, Measure]) -> list[list[str]]:
     found = [
         run_row(m.get(run_name(scenario, shape)), label, shape)
@@ -356,17 +416,9 @@ def table(results: Results) -> list[str]:
         lines += ["", f"{WRK} in detail (its whole run, lead included):", "", *wrk_lines]
     lines += ["", "Where the time goes (task results per run, profile_tasks' slowest):", ""]
     lines += [time_line(run) for run in m.values() if run.tasks]
+    lines += cpu_lines(m, os.cpu_count() or 1)
     lines += ["", "Fleet (one deploy, no load, image on the hosts):", ""]
-    one = results.fleet.get(1)
-    fleet_rows = [
-        [
-            str(n),
-            f"{t.seconds:.1f} s" + ("" if t.rc == 0 else f" (exit {t.rc})"),
-            times(ratio(t.seconds, one.seconds if one else None)),
-        ]
-        for n, t in sorted(results.fleet.items())
-    ]
-    lines += markdown_table(["hosts", "deploy wall time", "x 1 host"], fleet_rows)
+    lines += fleet_table(results, os.cpu_count() or 1)
     lines += ["", "Goals (one host, image on the host, app_verify_seconds 5):", ""]
     goal_rows = [[g.text, g.figure, verdict(g.met)] for g in goals(results)]
     lines += markdown_table(["goal", "figure", "verdict"], goal_rows)
@@ -411,6 +463,9 @@ def to_json(results: Results) -> dict[str, Any]:
         "releases": {n: {"version": RELEASES[n][0], "sha": s} for n, s in results.releases.items()},
         "runs": {name: run(m) for name, m in results.measures.items()},
         "other": {name: timed(t) for name, t in results.other.items()},
-        "fleet": {str(n): timed(t) for n, t in sorted(results.fleet.items())},
+        "fleet": {
+            str(n): {**timed(t), "cpu": results.fleet_cpu.get(n, {})}
+            for n, t in sorted(results.fleet.items())
+        },
         "goals": [asdict(g) for g in goals(results)],
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from testbed import ROOT, TestbedError, app, engine, images, registry, servers, wrk
+from testbed import ROOT, TestbedError, app, cpu, engine, images, registry, servers, wrk
 from testbed import bench as bench_package
 from testbed.bench.chart import chart
 from testbed.bench.config import (
@@ -55,6 +55,7 @@ from testbed.bench.measure import (
     LongRequest,
     Measure,
     Results,
+    cpu_split,
     measure,
     measure_wrk,
 )
@@ -87,6 +88,10 @@ class Runner:
 
     def __init__(self) -> None:
         self.count = 0
+        # where the machine's CPU went during the last command run (cpu_split), and
+        # the seconds it was read over
+        self.cpu: dict[str, float] = {}
+        self.cpu_window = 0.0
 
     def command(
         self, label: str, args: Sequence[str], env: dict[str, str] | None, timeout: float
@@ -96,7 +101,11 @@ class Runner:
 
     def run(self, command: Command, status: Status | None = None) -> Run:
         say(f"{INDENT}$ {command.command}")
+        before, started = cpu.read(), time.monotonic()
         run = command.run(status or command.progress)
+        after, self.cpu_window = cpu.read(), time.monotonic() - started
+        used = cpu.grown(before, after, cpu.container_names())
+        self.cpu = cpu_split(used, run.cpu, self.cpu_window, os.cpu_count() or 1)
         log = rel(run.log) if run.log else "not kept"
         say(f"{INDENT}exit {run.rc} after {run.seconds:.1f} s (output: {log})")
         return run
@@ -427,6 +436,7 @@ class Bench:
             timed, report, call = run_under_load(url, self.runner, command, expect, long, trigger)
             mtime = upstream_mtime(self.host.name) if upstream else None
             found = measure(name, label, timed, report, report.t0, new, old, mtime, verify, call)
+        found.cpu, found.cpu_window = self.runner.cpu, self.runner.cpu_window
         self.results.measures[name] = found
 
     def ours(
@@ -548,6 +558,7 @@ class Bench:
                 self.runner.playbook(f"fleet-{count}", "deploy.yml", inventory, "-e", f"sha={sha}")
             )
             self.results.fleet[count] = timed
+            self.results.fleet_cpu[count] = self.runner.cpu
 
     # 7
     def report(self, wall: float) -> None:

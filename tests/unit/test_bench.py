@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from testbed import cpu
 from testbed.bench.measure import (
+    CPU_PARTS,
     Latency,
     LongRequest,
     Measure,
     Results,
     before_switch_latency,
     buckets,
+    cpu_split,
     latency_of,
     measure_wrk,
     overhead,
@@ -22,7 +25,7 @@ from testbed.bench.measure import (
     ratio,
     split_latency,
 )
-from testbed.bench.report import all_met, goals
+from testbed.bench.report import all_met, cpu_lines, fleet_table, goals
 from testbed.load import Outcome, first_answer, recovery_seconds, unavailable_seconds
 from testbed.playbook import Run, slowest_tasks
 from testbed.wrk import Sample, parse
@@ -439,3 +442,72 @@ def test_fleet_goal_past_the_ratio_and_without_a_figure() -> None:
     assert verdicts(results)["5 hosts"] == ("13.1 s vs 10.0 s = 1.31x", False)
     results.fleet[5] = timed(16.0, rc=2)
     assert verdicts(results)["5 hosts"][1] is None
+
+
+# Where the CPU went during a run (testbed/cpu.py's `grown`, then cpu_split).
+
+
+def test_cpu_split_gives_the_playbook_its_cpu_out_of_the_machines_rest() -> None:
+    used = {
+        "container melk-bench-N": 3.0,  # what_container() names melk-bench-1 so
+        cpu.NESTED: 1.5,
+        "wrk": 2.0,
+        "this machine's Docker engine": 0.5,
+        cpu.SSH: 0.25,
+        "the kernel's threads": 0.25,
+        cpu.OTHER: 4.0,  # the ended playbook (3.5) and something else (0.5)
+    }
+    split = cpu_split(used, playbook=3.5, window=8.0, cores=2)
+    assert split == {
+        "ansible": 3.75,  # the playbook and its SSH master connection
+        "server": 3.0,
+        "apps": 1.5,
+        "load": 2.0,
+        "engine": 0.5,
+        "other": 0.75,  # the kernel's threads and the rest
+        "idle": 4.5,  # 16 core-s had, 11.5 used
+    }
+    assert [key for key, _ in CPU_PARTS] == list(split)
+
+
+def test_cpu_split_of_the_new_connection_load_and_a_busy_machine() -> None:
+    """The new-connection clients are the bench's own threads (other Python); a playbook
+    whose CPU the machine's rest does not hold (a short reading) still counts whole, and
+    idle never goes below 0."""
+    used = {"other Python (testbed, helpers)": 1.0, cpu.OTHER: 0.5, "container melk-bench-N": 2}
+    split = cpu_split(used, playbook=2.0, window=2.0, cores=2)
+    assert split["load"] == 1.0 and split["ansible"] == 2.0
+    assert split["other"] == 0.0 and split["idle"] == 0.0
+
+
+def test_the_cpu_table_has_a_row_per_run_read_with_shares() -> None:
+    runs = all_runs()
+    runs["deploy_wrk"].cpu = cpu_split({cpu.OTHER: 2.0, "wrk": 4.0}, 2.0, 5.0, 2)
+    runs["deploy_wrk"].cpu_window = 5.0
+    lines = cpu_lines(runs, cores=2)
+    rows = [line for line in lines if line.startswith("| deploy_wrk")]
+    assert rows == [
+        "| deploy_wrk | conn | 5.0 s, 10.0 core-s | 2.0 (20%) | 0.0 (0%) | 0.0 (0%) "
+        "| 4.0 (40%) | 0.0 (0%) | 0.0 (0%) | 4.0 (40%) |"
+    ]
+    assert cpu_lines(all_runs(), cores=2) == []  # no run read: no table
+
+
+def test_the_fleet_table_gives_each_size_its_ratio_and_cpu() -> None:
+    results = Results("now")
+    results.fleet = {1: timed(10.0), 5: timed(13.5)}
+    results.fleet_cpu = {
+        1: cpu_split(
+            {cpu.OTHER: 2.5, "container melk-bench-N": 1.0, cpu.NESTED: 0.2}, 2.5, 10.0, 2
+        ),
+        5: cpu_split(
+            {cpu.OTHER: 6.0, "container melk-bench-N": 6.0, cpu.NESTED: 1.0}, 6.0, 13.5, 2
+        ),
+    }
+    lines = fleet_table(results, cores=2)
+    assert lines[2:] == [
+        "| 1 | 10.0 s | 1.00 | 2.5 | 1.2 | 82% |",  # 20 core-s had, 3.7 used
+        "| 5 | 13.5 s | 1.35 | 6.0 | 7.0 | 52% |",  # 27 had, 13 used
+    ]
+    results.fleet_cpu = {}
+    assert fleet_table(results, cores=2)[2] == "| 1 | 10.0 s | 1.00 | n/a | n/a | n/a |"

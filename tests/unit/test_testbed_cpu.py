@@ -27,6 +27,8 @@ ANSIBLE = "Ansible on this machine (ansible-playbook, its workers, ssh)"
         ("wrk -t2 -c64 -d60s http://127.0.0.1/", "wrk", "wrk"),
         ("/usr/sbin/dockerd -H fd://", "dockerd", "this machine's Docker engine"),
         ("docker exec melk-e2e-1 true", "docker", "docker commands"),
+        # an SSH master connection Ansible opened (ControlPersist)
+        ("ssh: /work/.testbed/bench/cp/4a1b2c3d [mux]", "ssh", cpu.SSH),
         ("docker-registry serve loopback.yml", "docker-registry", "the local registries"),
         ("", "kworker/0:3-events", "the kernel's threads"),
         (".venv/bin/python -m testbed.cpu sample f", "python3", "other Python (testbed, helpers)"),
@@ -141,3 +143,22 @@ def test_sample_then_report_on_this_machine(tmp_path: Path) -> None:
     ).stdout
     assert report.startswith("where the CPU went: "), report
     assert "other Python (testbed, helpers)" in report, report
+
+
+def test_grown_counts_containers_by_name_processes_by_what_and_the_rest_as_other() -> None:
+    before = cpu.Reading(
+        {"c1": 10.0, "c2": 5.0}, {"7": ("wrk", 1.0), "8": (ANSIBLE, 2.0)}, machine=100.0
+    )
+    after = cpu.Reading(
+        {"c1": 12.5, "c2": 5.0, "c3": 0.5},  # c3: an app container started meanwhile
+        {"7": ("wrk", 3.0), "9": (cpu.SSH, 0.25)},  # 8 ended: its CPU is in the rest
+        machine=108.0,
+    )
+    used = cpu.grown(before, after, {"c1": "melk-bench-1"})
+    assert used == {
+        "container melk-bench-N": 2.5,
+        cpu.NESTED: 0.5,
+        "wrk": 2.0,
+        cpu.SSH: 0.25,
+        cpu.OTHER: 2.75,  # 8 busy seconds, 5.25 of them counted
+    }
