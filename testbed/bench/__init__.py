@@ -15,7 +15,8 @@ connection per request (testbed/load.py, 4 clients, one request in four slow):
   release when traffic moves; it must come back 200);
 - the naive method on the same host, under the same shapes: `docker compose
   down && docker compose up -d` of the app on a published port, over SSH;
-- fleet scaling: one deploy to 1, 3 and 5 hosts.
+- fleet scaling: three deploys to each of 1, 3 and 5 hosts, the sizes in turns
+  (1, 3, 5, 1, ...); the goal's ratio is of the medians.
 
 Per run: failed requests, requests per second, p50 / p99 / max latency before
 and during the switch (wrk: a baseline window before the run that spans the

@@ -8,6 +8,12 @@ BENCH_DIR = STATE_DIR / "bench"
 LOG_DIR = BENCH_DIR / "logs"
 PREFIX = "melk-bench"
 FLEET_SIZES = (1, 3, 5)
+# Deploys per fleet size, taken in turns (1, 3, 5, 1, 3, 5, ...) so that a machine
+# getting slower or faster meanwhile weighs on every size; the ratio is of medians.
+FLEET_ROUNDS = 3
+# The fleet's releases, each deploy the next one (fleet_plan): host 1 is in every
+# size, so no deploy may bring a host the release it already serves.
+FLEET_RELEASES = ("fleet-a", "fleet-b", "fleet-c", "fleet-d")
 VERIFY_SECONDS = 5
 # The degrading release breaks once it has answered 100 requests; the watch
 # stops at the first failure, so a longer window only makes sure it is seen.
@@ -68,8 +74,21 @@ RELEASES: dict[str, tuple[str, str, dict[str, str] | None]] = {
     **{f"degrade-{s}": (f"bench-v4-degrade-{s}", "degrade", DEGRADE_ENV) for s in SHAPES},
     "naive-cold": ("bench-v2-naive", "ok", None),
     **{f"naive-{s}": (f"bench-v3-naive-{s}", "ok", None) for s in SHAPES},
-    **{f"fleet-{n}": (f"bench-fleet-{n}", "ok", None) for n in FLEET_SIZES},
+    **{name: (f"bench-{name}", "ok", None) for name in FLEET_RELEASES},
 }
+
+
+def fleet_plan(
+    sizes: tuple[int, ...] = FLEET_SIZES,
+    rounds: int = FLEET_ROUNDS,
+    releases: tuple[str, ...] = FLEET_RELEASES,
+) -> list[tuple[int, str]]:
+    """The fleet's deploys in order: (hosts, release), the sizes in turns, each deploy
+    the next release."""
+    order = [size for _ in range(rounds) for size in sizes]
+    return [(size, releases[i % len(releases)]) for i, size in enumerate(order)]
+
+
 # Settings recorded with the figures (what made the playbooks fast or slow).
 ANSIBLE_KEYS = (
     "DEFAULT_STRATEGY",

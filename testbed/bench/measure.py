@@ -438,8 +438,9 @@ class Results:
     started: str
     measures: dict[str, Measure] = field(default_factory=dict)
     other: dict[str, Run] = field(default_factory=dict)
-    fleet: dict[int, Run] = field(default_factory=dict)
-    fleet_cpu: dict[int, dict[str, float]] = field(default_factory=dict)  # cpu_split's
+    # the fleet's deploys by size, in the order they ran, and cpu_split of each
+    fleet: dict[int, list[Run]] = field(default_factory=dict)
+    fleet_cpu: dict[int, list[dict[str, float]]] = field(default_factory=dict)
     releases: dict[str, str] = field(default_factory=dict)
     ansible: dict[str, Any] = field(default_factory=dict)
     wall: float = 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from testbed.bench.config import (
     BUCKET,
     CONN,
     DEGRADE_VERIFY_SECONDS,
+    FLEET_ROUNDS,
     FLEET_SIZES,
     GOAL_DEPLOY_OVERHEAD,
     GOAL_FLEET_RATIO,
@@ -84,11 +86,17 @@ def all_met(checks: Sequence[bool | None]) -> bool | None:
     return True
 
 
+def median_seconds(runs: Sequence[Run]) -> float | None:
+    return statistics.median(r.seconds for r in runs) if runs else None
+
+
 def fleet_ratio(results: Results) -> float | None:
-    one, five = results.fleet.get(1), results.fleet.get(max(FLEET_SIZES))
-    if one is None or five is None or one.rc or five.rc:
+    """The largest fleet's median deploy time over one host's; none when a deploy of
+    either failed."""
+    one, five = results.fleet.get(1, []), results.fleet.get(max(FLEET_SIZES), [])
+    if not one or not five or any(r.rc for r in [*one, *five]):
         return None
-    return five.seconds / one.seconds
+    return ratio(median_seconds(five), median_seconds(one))
 
 
 def overhead_goal(m: dict[str, Measure], scenario: str, limit: float, text: str) -> Goal:
@@ -212,9 +220,12 @@ def goals(results: Results) -> list[Goal]:
         )
     )
     fr = fleet_ratio(results)
-    one, five = results.fleet.get(1), results.fleet.get(max(FLEET_SIZES))
+    one, five = results.fleet.get(1, []), results.fleet.get(max(FLEET_SIZES), [])
     figure = (
-        f"{five.seconds:.1f} s vs {one.seconds:.1f} s = {times(fr)}x" if one and five else "n/a"
+        f"{median_seconds(five):.1f} s vs {median_seconds(one):.1f} s = {times(fr)}x "
+        f"(medians of {len(five)} and {len(one)} deploys)"
+        if one and five
+        else "n/a"
     )
     found.append(
         Goal(
@@ -311,31 +322,32 @@ def cpu_lines(m: dict[str, Measure], cores: int) -> list[str]:
 
 
 def fleet_table(results: Results, cores: int) -> list[str]:
-    """The fleet's deploys: wall time, against one host, and where the cores went
-    (ansible-playbook; the test servers, their app containers included)."""
-    one = results.fleet.get(1)
+    """The fleet's deploys by size: each one's wall time, their median and its ratio to
+    one host's, and where the cores went (medians: ansible-playbook; the test servers,
+    their app containers included; the share the cores left idle)."""
+    one = median_seconds(results.fleet.get(1, []))
     found = []
-    for n, t in sorted(results.fleet.items()):
-        used = results.fleet_cpu.get(n, {})
-        had = cores * t.seconds
-        servers = used.get("server", 0.0) + used.get("apps", 0.0)
-        found.append(
+    for n, runs in sorted(results.fleet.items()):
+        mid = median_seconds(runs)
+        used = [
+            (c.get("ansible", 0.0), c.get("server", 0.0) + c.get("apps", 0.0), c["idle"] / had)
+            for c, r in zip(results.fleet_cpu.get(n, []), runs, strict=False)
+            if c and (had := cores * r.seconds)
+        ]
+        cpu = (
             [
-                str(n),
-                f"{t.seconds:.1f} s" + ("" if t.rc == 0 else f" (exit {t.rc})"),
-                times(ratio(t.seconds, one.seconds if one else None)),
-                *(
-                    [
-                        f"{used.get('ansible', 0.0):.1f}",
-                        f"{servers:.1f}",
-                        f"{used['idle'] / had:.0%}",
-                    ]
-                    if used and had
-                    else ["n/a"] * 3
-                ),
+                f"{statistics.median(u[0] for u in used):.1f}",
+                f"{statistics.median(u[1] for u in used):.1f}",
+                f"{statistics.median(u[2] for u in used):.0%}",
             ]
+            if used
+            else ["n/a"] * 3
         )
-    head = ["hosts", "deploy wall time", "x 1 host", "ansible-playbook core-s"]
+        each = ", ".join(
+            f"{r.seconds:.1f}" + ("" if r.rc == 0 else f" (exit {r.rc})") for r in runs
+        )
+        found.append([str(n), f"{each} s", f"{mid:.1f} s", times(ratio(mid, one)), *cpu])
+    head = ["hosts", "each deploy", "median", "x 1 host", "ansible-playbook core-s"]
     return markdown_table([*head, "test servers core-s", f"{cores} cores idle"], found)
 
 
@@ -417,7 +429,12 @@ def table(results: Results) -> list[str]:
     lines += ["", "Where the time goes (task results per run, profile_tasks' slowest):", ""]
     lines += [time_line(run) for run in m.values() if run.tasks]
     lines += cpu_lines(m, os.cpu_count() or 1)
-    lines += ["", "Fleet (one deploy, no load, image on the hosts):", ""]
+    lines += [
+        "",
+        f"Fleet ({FLEET_ROUNDS} deploys to each size, the sizes in turns, no load, images "
+        "on the hosts; core-s and idle: medians of the deploys):",
+        "",
+    ]
     lines += fleet_table(results, os.cpu_count() or 1)
     lines += ["", "Goals (one host, image on the host, app_verify_seconds 5):", ""]
     goal_rows = [[g.text, g.figure, verdict(g.met)] for g in goals(results)]
@@ -464,8 +481,14 @@ def to_json(results: Results) -> dict[str, Any]:
         "runs": {name: run(m) for name, m in results.measures.items()},
         "other": {name: timed(t) for name, t in results.other.items()},
         "fleet": {
-            str(n): {**timed(t), "cpu": results.fleet_cpu.get(n, {})}
-            for n, t in sorted(results.fleet.items())
+            str(n): [
+                {**timed(t), "cpu": cpu}
+                for t, cpu in zip(
+                    runs, results.fleet_cpu.get(n, []) + [{}] * len(runs), strict=False
+                )
+            ]
+            for n, runs in sorted(results.fleet.items())
         },
+        "fleet_ratio_of_medians": fleet_ratio(results),
         "goals": [asdict(g) for g in goals(results)],
     }

@@ -28,6 +28,8 @@ from testbed.bench.config import (
     BENCH_DIR,
     CONN,
     DEGRADE_VERIFY_SECONDS,
+    FLEET_RELEASES,
+    FLEET_ROUNDS,
     FLEET_SIZES,
     LOAD_LEAD,
     LOAD_SLOW_MS,
@@ -50,6 +52,7 @@ from testbed.bench.config import (
     WRK,
     WRK_LEAD,
     WRK_LEAD_BEFORE,
+    fleet_plan,
 )
 from testbed.bench.measure import (
     LongRequest,
@@ -546,19 +549,23 @@ class Bench:
 
     # 6
     def fleet(self) -> None:
-        # The image is on the hosts first, as for the one-host goals: the test
+        # The images are on the hosts first, as for the one-host goals: the test
         # servers share this machine's cores and disk, so five pulls at once
-        # would measure them, where five real servers pull each on its own.
-        self.begin("Fleet scaling: one deploy to 1, 3 and 5 hosts (no load, image on the hosts)")
-        for count in FLEET_SIZES:
-            self.pull(f"fleet-{count}", count)
-            sha = self.releases[f"fleet-{count}"]
+        # would measure them, where five real servers pull each on their own.
+        self.begin(
+            f"Fleet scaling: {FLEET_ROUNDS} deploys to each of {', '.join(map(str, FLEET_SIZES))} "
+            "hosts, in turns (no load, images on the hosts)"
+        )
+        for release in FLEET_RELEASES:
+            self.pull(release, max(FLEET_SIZES))
+        for count, release in fleet_plan():
+            sha = self.releases[release]
             inventory = self.inventory(count)
             timed = self.runner.run(
                 self.runner.playbook(f"fleet-{count}", "deploy.yml", inventory, "-e", f"sha={sha}")
             )
-            self.results.fleet[count] = timed
-            self.results.fleet_cpu[count] = self.runner.cpu
+            self.results.fleet.setdefault(count, []).append(timed)
+            self.results.fleet_cpu.setdefault(count, []).append(self.runner.cpu)
 
     # 7
     def report(self, wall: float) -> None:

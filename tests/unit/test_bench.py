@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from testbed import cpu
+from testbed.bench.config import FLEET_RELEASES, FLEET_ROUNDS, FLEET_SIZES, fleet_plan
 from testbed.bench.measure import (
     CPU_PARTS,
     Latency,
@@ -356,7 +357,7 @@ def verdicts(results: Results) -> dict[str, tuple[str, bool | None]]:
 def test_goals_met_at_their_limits_with_their_figures() -> None:
     results = Results("now")
     results.measures = all_runs()
-    results.fleet = {1: timed(10.0), 3: timed(11.0), 5: timed(13.0)}
+    results.fleet = {1: [timed(10.0)], 3: [timed(11.0)], 5: [timed(13.0)]}
     assert [(g.text.split()[0], g.figure, g.met) for g in goals(results)] == [
         ("rollback", "wrk 3.0 s, conn 2.5 s", True),
         ("deploy", "wrk 6.0 s, conn 5.5 s", True),
@@ -370,7 +371,7 @@ def test_goals_met_at_their_limits_with_their_figures() -> None:
         ("p99", "deploy 15 vs 10 ms = 1.50x, rollback 20 vs 10 ms = 2.00x", True),
         ("p99", "deploy 15 vs 10 ms = 1.50x, rollback 15 vs 10 ms = 1.50x", True),
         ("recovery", "5.0 s", True),
-        ("5", "13.0 s vs 10.0 s = 1.30x", True),
+        ("5", "13.0 s vs 10.0 s = 1.30x (medians of 1 and 1 deploys)", True),
     ]
 
 
@@ -438,10 +439,52 @@ def test_the_long_request_goal() -> None:
 def test_fleet_goal_past_the_ratio_and_without_a_figure() -> None:
     results = Results("now")
     results.measures = all_runs()
-    results.fleet = {1: timed(10.0), 5: timed(13.1)}
-    assert verdicts(results)["5 hosts"] == ("13.1 s vs 10.0 s = 1.31x", False)
-    results.fleet[5] = timed(16.0, rc=2)
+    results.fleet = {1: [timed(10.0)], 5: [timed(13.1)]}
+    assert verdicts(results)["5 hosts"] == (
+        "13.1 s vs 10.0 s = 1.31x (medians of 1 and 1 deploys)",
+        False,
+    )
+    results.fleet[5].append(timed(16.0, rc=2))
     assert verdicts(results)["5 hosts"][1] is None
+
+
+def test_the_fleet_goal_is_a_ratio_of_medians() -> None:
+    """One slow one-host deploy (or one fast five-host one) does not decide the verdict."""
+    results = Results("now")
+    results.measures = all_runs()
+    results.fleet = {
+        1: [timed(10.0), timed(13.0), timed(10.4)],  # median 10.4, mean 11.1
+        5: [timed(13.6), timed(11.0), timed(13.4)],  # median 13.4
+    }
+    assert verdicts(results)["5 hosts"] == (
+        "13.4 s vs 10.4 s = 1.29x (medians of 3 and 3 deploys)",
+        True,
+    )
+    results.fleet[5][1] = timed(14.0)  # median 13.6: 1.31x
+    assert verdicts(results)["5 hosts"][1] is False
+
+
+def test_the_fleet_plan_takes_the_sizes_in_turns_and_never_redeploys_what_serves() -> None:
+    plan = fleet_plan()
+    assert [n for n, _ in plan] == list(FLEET_SIZES) * FLEET_ROUNDS
+    serving: dict[int, str] = {}
+    for size, release in plan:
+        for host in range(1, size + 1):  # a fleet of n is hosts 1..n
+            assert serving.get(host) != release, (size, release, serving)
+            serving[host] = release
+    assert {release for _, release in plan} == set(FLEET_RELEASES)
+
+
+@pytest.mark.parametrize("releases", [("a", "b"), ("a", "b", "c")])
+def test_too_few_releases_would_redeploy_what_serves(releases: tuple[str, ...]) -> None:
+    """Why four: with two or three, some host gets the release it serves (a no-op run)."""
+    serving: dict[int, str] = {}
+    repeats = 0
+    for size, release in fleet_plan(releases=releases):
+        for host in range(1, size + 1):
+            repeats += serving.get(host) == release
+            serving[host] = release
+    assert repeats > 0
 
 
 # Where the CPU went during a run (testbed/cpu.py's `grown`, then cpu_split).
@@ -493,21 +536,21 @@ def test_the_cpu_table_has_a_row_per_run_read_with_shares() -> None:
     assert cpu_lines(all_runs(), cores=2) == []  # no run read: no table
 
 
-def test_the_fleet_table_gives_each_size_its_ratio_and_cpu() -> None:
+def test_the_fleet_table_gives_each_size_its_deploys_median_ratio_and_cpu() -> None:
     results = Results("now")
-    results.fleet = {1: timed(10.0), 5: timed(13.5)}
-    results.fleet_cpu = {
-        1: cpu_split(
-            {cpu.OTHER: 2.5, "container melk-bench-N": 1.0, cpu.NESTED: 0.2}, 2.5, 10.0, 2
-        ),
-        5: cpu_split(
-            {cpu.OTHER: 6.0, "container melk-bench-N": 6.0, cpu.NESTED: 1.0}, 6.0, 13.5, 2
-        ),
-    }
+    results.fleet = {1: [timed(10.0), timed(10.4), timed(9.0)], 5: [timed(13.5), timed(14.0, rc=2)]}
+    one = cpu_split({cpu.OTHER: 2.5, "container melk-bench-N": 1.0, cpu.NESTED: 0.2}, 2.5, 10.0, 2)
+    five = cpu_split({cpu.OTHER: 6.0, "container melk-bench-N": 6.0, cpu.NESTED: 1.0}, 6.0, 13.5, 2)
+    results.fleet_cpu = {1: [one, one, one], 5: [five, five]}
     lines = fleet_table(results, cores=2)
     assert lines[2:] == [
-        "| 1 | 10.0 s | 1.00 | 2.5 | 1.2 | 82% |",  # 20 core-s had, 3.7 used
-        "| 5 | 13.5 s | 1.35 | 6.0 | 7.0 | 52% |",  # 27 had, 13 used
+        # 16.3 of 20 core-s idle, of 20.8 and of 18: the median share 82 %
+        "| 1 | 10.0, 10.4, 9.0 s | 10.0 s | 1.00 | 2.5 | 1.2 | 82% |",
+        # the median of two is their mean: 13.75 s; idle 14 of 27 and of 28 core-s
+        "| 5 | 13.5, 14.0 (exit 2) s | 13.8 s | 1.38 | 6.0 | 7.0 | 51% |",
     ]
     results.fleet_cpu = {}
-    assert fleet_table(results, cores=2)[2] == "| 1 | 10.0 s | 1.00 | n/a | n/a | n/a |"
+    assert (
+        fleet_table(results, cores=2)[2]
+        == "| 1 | 10.0, 10.4, 9.0 s | 10.0 s | 1.00 | n/a | n/a | n/a |"
+    )
