@@ -329,10 +329,11 @@ def fleet_table(results: Results, cores: int) -> list[str]:
     found = []
     for n, runs in sorted(results.fleet.items()):
         mid = median_seconds(runs)
+        # the idle share of what the cores had while it was read (all parts together)
         used = [
-            (c.get("ansible", 0.0), c.get("server", 0.0) + c.get("apps", 0.0), c["idle"] / had)
-            for c, r in zip(results.fleet_cpu.get(n, []), runs, strict=False)
-            if c and (had := cores * r.seconds)
+            (c["ansible"], c["server"] + c["apps"], c["idle"] / had)
+            for c in results.fleet_cpu.get(n, [])
+            if c and (had := sum(c.values()))
         ]
         cpu = (
             [

@@ -544,10 +544,10 @@ def test_the_fleet_table_gives_each_size_its_deploys_median_ratio_and_cpu() -> N
     results.fleet_cpu = {1: [one, one, one], 5: [five, five]}
     lines = fleet_table(results, cores=2)
     assert lines[2:] == [
-        # 16.3 of 20 core-s idle, of 20.8 and of 18: the median share 82 %
+        # 16.3 of the 20 core-s the cores had while it was read
         "| 1 | 10.0, 10.4, 9.0 s | 10.0 s | 1.00 | 2.5 | 1.2 | 82% |",
-        # the median of two is their mean: 13.75 s; idle 14 of 27 and of 28 core-s
-        "| 5 | 13.5, 14.0 (exit 2) s | 13.8 s | 1.38 | 6.0 | 7.0 | 51% |",
+        # the median of two is their mean: 13.75 s; idle 14 of 27 core-s
+        "| 5 | 13.5, 14.0 (exit 2) s | 13.8 s | 1.38 | 6.0 | 7.0 | 52% |",
     ]
     results.fleet_cpu = {}
     assert (
