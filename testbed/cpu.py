@@ -117,6 +117,16 @@ def process_totals(
     return found
 
 
+_SCOPE = re.compile(r"/docker-[0-9a-f]{12,64}\.scope(/|$)", re.MULTILINE)
+
+
+def in_container(cgroup: str) -> bool:
+    """Whether a process's /proc/PID/cgroup puts it in a Docker container (counted with
+    the container's cgroup, not as a process of this machine): /docker/ID with the
+    cgroupfs driver, /system.slice/docker-ID.scope with systemd's (cgroup v2)."""
+    return "/docker/" in cgroup or _SCOPE.search(cgroup) is not None
+
+
 def machine_seconds(proc_stat: str) -> float:
     """All CPUs' busy time from /proc/stat's first line (everything but idle and iowait)."""
     fields = [int(v) for v in proc_stat.split("\n", 1)[0].split()[1:]]
@@ -212,7 +222,7 @@ def process_seconds() -> dict[str, tuple[str, float]]:
         if not entry.name.isdigit():
             continue
         try:
-            if "/docker/" in (entry / "cgroup").read_text():
+            if in_container((entry / "cgroup").read_text()):
                 continue
             name, parent, own, children = cpu_ticks((entry / "stat").read_text())
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

@@ -162,3 +162,27 @@ def test_grown_counts_containers_by_name_processes_by_what_and_the_rest_as_other
         cpu.SSH: 0.25,
         cpu.OTHER: 2.75,  # 8 busy seconds, 5.25 of them counted
     }
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "inside"),
+    [
+        (
+            "12:cpu,cpuacct:/docker/4f2c9a1b7e3d5c6a8b9d0e1f\n0::/docker/4f2c9a1b7e3d5c6a8b9d0e1f\n",
+            True,
+        ),
+        # cgroup v2 with systemd's driver, and an app's container inside a test server
+        ("0::/system.slice/docker-4f2c9a1b7e3d5c6a8b9d0e1f2a3b4c5d.scope\n", True),
+        (
+            "0::/system.slice/docker-4f2c9a1b7e3d.scope/system.slice/docker-9a8b7c6d5e4f.scope\n",
+            True,
+        ),
+        # this machine's own: the engine itself, a login session, the root
+        ("0::/system.slice/docker.service\n", False),
+        ("0::/system.slice/containerd.service\n", False),
+        ("0::/user.slice/user-0.slice/session-3.scope\n", False),
+        ("1:cpu:/\n0::/\n", False),
+    ],
+)
+def test_in_container_under_either_cgroup_version_and_driver(cgroup: str, inside: bool) -> None:
+    assert cpu.in_container(cgroup) is inside
