@@ -17,6 +17,9 @@ REPOSITORY = "melk-ai"
 # Releases built for Molecule never go through a registry: they are loaded
 # into a test server's engine directly, under this name.
 LOCAL_REPOSITORY = "melk-testbed/melk-ai"
+# The default app's switch file on a test server (roles/edge_proxy: an nft script
+# naming the slot and the release that serve): what the suites and the bench read.
+UPSTREAM = f"/etc/nginx/edge-proxy/{REPOSITORY}.upstream"
 
 
 def release_sha(version: str, mode: str = "ok", extra: str = "") -> str:

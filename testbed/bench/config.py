@@ -21,7 +21,6 @@ DEGRADE_VERIFY_SECONDS = 15
 DEGRADE_ENV = {"APP_DEGRADE_AFTER_REQUESTS": "100"}
 NAIVE_PORT = 9000  # the naive app's port on the server (published to 127.0.0.1)
 NAIVE_DIR = "naive"  # in the deploy user's home on the server
-UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
 LOAD_WORKERS = 4
 LOAD_SLOW_MS = 400
 # Seconds of load before a command starts and after it ends; the new-connection

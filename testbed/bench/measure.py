@@ -433,17 +433,29 @@ def wrk_dict(result: WrkResult) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class FleetDeploy:
+    """One deploy of the fleet run, and where the machine's CPU went during it
+    (cpu_split; empty when it was not read)."""
+
+    run: Run
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
 @dataclass
 class Results:
     started: str
     measures: dict[str, Measure] = field(default_factory=dict)
     other: dict[str, Run] = field(default_factory=dict)
-    # the fleet's deploys by size, in the order they ran, and cpu_split of each
-    fleet: dict[int, list[Run]] = field(default_factory=dict)
-    fleet_cpu: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    # the fleet's deploys by size, in the order they ran
+    fleet: dict[int, list[FleetDeploy]] = field(default_factory=dict)
     releases: dict[str, str] = field(default_factory=dict)
     ansible: dict[str, Any] = field(default_factory=dict)
     wall: float = 0.0
     # the machine's 1-minute load average at the start and the end: the
     # figures are only comparable between runs on an equally busy machine
     load_average: list[float] = field(default_factory=list)
+
+    def fleet_runs(self, hosts: int) -> list[Run]:
+        """The deploys to a fleet of that many hosts, in the order they ran."""
+        return [deploy.run for deploy in self.fleet.get(hosts, [])]

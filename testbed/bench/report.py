@@ -93,7 +93,7 @@ def median_seconds(runs: Sequence[Run]) -> float | None:
 def fleet_ratio(results: Results) -> float | None:
     """The largest fleet's median deploy time over one host's; none when a deploy of
     either failed."""
-    one, five = results.fleet.get(1, []), results.fleet.get(max(FLEET_SIZES), [])
+    one, five = results.fleet_runs(1), results.fleet_runs(max(FLEET_SIZES))
     if not one or not five or any(r.rc for r in [*one, *five]):
         return None
     return ratio(median_seconds(five), median_seconds(one))
@@ -220,7 +220,7 @@ def goals(results: Results) -> list[Goal]:
         )
     )
     fr = fleet_ratio(results)
-    one, five = results.fleet.get(1, []), results.fleet.get(max(FLEET_SIZES), [])
+    one, five = results.fleet_runs(1), results.fleet_runs(max(FLEET_SIZES))
     figure = (
         f"{median_seconds(five):.1f} s vs {median_seconds(one):.1f} s = {times(fr)}x "
         f"(medians of {len(five)} and {len(one)} deploys)"
@@ -325,14 +325,15 @@ def fleet_table(results: Results, cores: int) -> list[str]:
     """The fleet's deploys by size: each one's wall time, their median and its ratio to
     one host's, and where the cores went (medians: ansible-playbook; the test servers,
     their app containers included; the share the cores left idle)."""
-    one = median_seconds(results.fleet.get(1, []))
+    one = median_seconds(results.fleet_runs(1))
     found = []
-    for n, runs in sorted(results.fleet.items()):
+    for n, deploys in sorted(results.fleet.items()):
+        runs = [d.run for d in deploys]
         mid = median_seconds(runs)
         # the idle share of what the cores had while it was read (all parts together)
         used = [
             (c["ansible"], c["server"] + c["apps"], c["idle"] / had)
-            for c in results.fleet_cpu.get(n, [])
+            for c in (d.cpu for d in deploys)
             if c and (had := sum(c.values()))
         ]
         cpu = (
@@ -482,13 +483,8 @@ def to_json(results: Results) -> dict[str, Any]:
         "runs": {name: run(m) for name, m in results.measures.items()},
         "other": {name: timed(t) for name, t in results.other.items()},
         "fleet": {
-            str(n): [
-                {**timed(t), "cpu": cpu}
-                for t, cpu in zip(
-                    runs, results.fleet_cpu.get(n, []) + [{}] * len(runs), strict=False
-                )
-            ]
-            for n, runs in sorted(results.fleet.items())
+            str(n): [{**timed(d.run), "cpu": d.cpu} for d in deploys]
+            for n, deploys in sorted(results.fleet.items())
         },
         "fleet_ratio_of_medians": fleet_ratio(results),
         "goals": [asdict(g) for g in goals(results)],

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from testbed import ROOT, TestbedError, app, cpu, engine, images, registry, servers, wrk
 from testbed import bench as bench_package
+from testbed.app import UPSTREAM
 from testbed.bench.chart import chart
 from testbed.bench.config import (
     ANSIBLE_KEYS,
@@ -47,7 +48,6 @@ from testbed.bench.config import (
     SETTLE_LIMIT,
     SHAPE_LABELS,
     SHAPES,
-    UPSTREAM,
     VERIFY_SECONDS,
     WRK,
     WRK_LEAD,
@@ -55,6 +55,7 @@ from testbed.bench.config import (
     fleet_plan,
 )
 from testbed.bench.measure import (
+    FleetDeploy,
     LongRequest,
     Measure,
     Results,
@@ -564,8 +565,8 @@ class Bench:
             timed = self.runner.run(
                 self.runner.playbook(f"fleet-{count}", "deploy.yml", inventory, "-e", f"sha={sha}")
             )
-            self.results.fleet.setdefault(count, []).append(timed)
-            self.results.fleet_cpu.setdefault(count, []).append(self.runner.cpu)
+            deploy = FleetDeploy(timed, self.runner.cpu)
+            self.results.fleet.setdefault(count, []).append(deploy)
 
     # 7
     def report(self, wall: float) -> None:

@@ -70,7 +70,7 @@ def test_sha_not_in_registry_changes_nothing(bed: Bed) -> None:
 def test_app_with_no_site_on_the_edge_is_refused_with_nothing_changed(bed: Bed) -> None:
     # v1's image is on the host and app.env exists: nothing else in tasks/prepare.yml has
     # work, so only the missing switch file makes the deploy include it and refuse.
-    upstream = "/etc/nginx/edge-proxy/melk-ai.upstream"
+    upstream = app.UPSTREAM
     containers = "docker ps -aq --no-trunc --filter label=io.melk.app=melk-ai | sort"
     images = bed.sh(f"docker images --format '{{{{.Tag}}}}' {app.pull_repository()}").split()
     assert bed.releases["v1"] in images

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from testbed.app import UPSTREAM
 from testbed.bed import SENTINEL, Bed, Run
 
 pytestmark = pytest.mark.e2e
 
 APP_DIR = "/opt/melk-ai"
-UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
 # What a dry run must leave as it was. A reload would replace nginx's workers;
 # a lock taken and not released would show in the listing.
 SNAPSHOT = (

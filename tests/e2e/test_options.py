@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 
 from testbed import ROOT, STATE_DIR, app, servers
+from testbed.app import UPSTREAM
 from testbed.bed import GROUP_VARS, SENTINEL, Bed, Run, start_bed, stop_bed
 
 pytestmark = pytest.mark.e2e
 
 HOOKS = ROOT / "tests" / "e2e" / "hooks"
 HOOK_LOG = "/tmp/melk-e2e-hooks.log"  # nosec B108: on the test server
-UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
 # A release that never gets healthy is given up on sooner here: the outcome is
 # the same, only sooner.
 SHORT_GATE = ("-e", "app_deploy_health_deadline=4")

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from testbed import ROOT, app
+from testbed.app import UPSTREAM
 from testbed.bed import SENTINEL, Bed, Run
 from testbed.servers import Server
 
@@ -35,7 +36,6 @@ POINTS = (
     "after_failure",
     "after_rollback",
 )
-UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"
 VOLUMES = {"app_deploy_volumes": ["melk-ai-data:/data"]}
 MARKER = "$(docker volume inspect -f '{{.Mountpoint}}' melk-ai-data)/release-marker"
 RELEASE = ["python3", "/app/server.py", "release"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed import STATE_DIR
+from testbed.app import UPSTREAM
 from testbed.bed import GROUP_VARS, Bed
 from testbed.load import Report
 
@@ -30,7 +31,6 @@ BECOME_AUDIT = FAULTS_DIR / "become.jsonl"  # the become_audit callback's lines
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 APP_DIR = "/opt/melk-ai"
 LOCK = f"{APP_DIR}/deploy.lock"
-UPSTREAM = "/etc/nginx/edge-proxy/melk-ai.upstream"  # the switch file (an nft script)
 CHAIN = "ip edge_proxy app-melk-ai"  # the app's nftables chain (edge_upstream.chain_name)
 NFT = "/usr/sbin/nft"  # the real one: a case may put a slower one first on PATH
 # Shell: the kernel's live target of the front address, IP:PORT (nothing when none).

@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
-from faultkit import APP_DIR, UPSTREAM, Results
+from faultkit import APP_DIR, Results
 
+from testbed.app import UPSTREAM
 from testbed.bed import Bed, Run
 
 pytestmark = pytest.mark.e2e

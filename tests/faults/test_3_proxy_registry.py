@@ -8,9 +8,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from faultkit import APP_DIR, CHAIN, LOCK, NFT, NGINX_PIDS, UPSTREAM, Results
+from faultkit import APP_DIR, CHAIN, LOCK, NFT, NGINX_PIDS, Results
 
 from testbed import registry
+from testbed.app import UPSTREAM
 from testbed.bed import Bed
 
 pytestmark = pytest.mark.e2e

@@ -10,6 +10,7 @@ from testbed import cpu
 from testbed.bench.config import FLEET_RELEASES, FLEET_ROUNDS, FLEET_SIZES, fleet_plan
 from testbed.bench.measure import (
     CPU_PARTS,
+    FleetDeploy,
     Latency,
     LongRequest,
     Measure,
@@ -26,7 +27,7 @@ from testbed.bench.measure import (
     ratio,
     split_latency,
 )
-from testbed.bench.report import all_met, cpu_lines, fleet_table, goals
+from testbed.bench.report import all_met, cpu_lines, fleet_table, goals, to_json
 from testbed.load import Outcome, first_answer, recovery_seconds, unavailable_seconds
 from testbed.playbook import Run, slowest_tasks
 from testbed.wrk import Sample, parse
@@ -332,6 +333,13 @@ def timed(seconds: float, rc: int = 0) -> Run:
     return Run(["deploy"], rc, "", seconds, Path("x.log"), 0.0, 0.0)
 
 
+def fleet(
+    runs: dict[int, list[Run]], cpu: dict[int, dict[str, float]] | None = None
+) -> dict[int, list[FleetDeploy]]:
+    """The fleet's deploys by size, each size's with the same CPU split (or none)."""
+    return {n: [FleetDeploy(r, (cpu or {}).get(n, {})) for r in rs] for n, rs in runs.items()}
+
+
 def all_runs() -> dict[str, Measure]:
     """Every run of the bench, each goal met (on its edge where it has one)."""
     found = {
@@ -357,7 +365,7 @@ def verdicts(results: Results) -> dict[str, tuple[str, bool | None]]:
 def test_goals_met_at_their_limits_with_their_figures() -> None:
     results = Results("now")
     results.measures = all_runs()
-    results.fleet = {1: [timed(10.0)], 3: [timed(11.0)], 5: [timed(13.0)]}
+    results.fleet = fleet({1: [timed(10.0)], 3: [timed(11.0)], 5: [timed(13.0)]})
     assert [(g.text.split()[0], g.figure, g.met) for g in goals(results)] == [
         ("rollback", "wrk 3.0 s, conn 2.5 s", True),
         ("deploy", "wrk 6.0 s, conn 5.5 s", True),
@@ -439,12 +447,12 @@ def test_the_long_request_goal() -> None:
 def test_fleet_goal_past_the_ratio_and_without_a_figure() -> None:
     results = Results("now")
     results.measures = all_runs()
-    results.fleet = {1: [timed(10.0)], 5: [timed(13.1)]}
+    results.fleet = fleet({1: [timed(10.0)], 5: [timed(13.1)]})
     assert verdicts(results)["5 hosts"] == (
         "13.1 s vs 10.0 s = 1.31x (medians of 1 and 1 deploys)",
         False,
     )
-    results.fleet[5].append(timed(16.0, rc=2))
+    results.fleet[5].append(FleetDeploy(timed(16.0, rc=2)))
     assert verdicts(results)["5 hosts"][1] is None
 
 
@@ -452,15 +460,17 @@ def test_the_fleet_goal_is_a_ratio_of_medians() -> None:
     """One slow one-host deploy (or one fast five-host one) does not decide the verdict."""
     results = Results("now")
     results.measures = all_runs()
-    results.fleet = {
-        1: [timed(10.0), timed(13.0), timed(10.4)],  # median 10.4, mean 11.1
-        5: [timed(13.6), timed(11.0), timed(13.4)],  # median 13.4
-    }
+    results.fleet = fleet(
+        {
+            1: [timed(10.0), timed(13.0), timed(10.4)],  # median 10.4, mean 11.1
+            5: [timed(13.6), timed(11.0), timed(13.4)],  # median 13.4
+        }
+    )
     assert verdicts(results)["5 hosts"] == (
         "13.4 s vs 10.4 s = 1.29x (medians of 3 and 3 deploys)",
         True,
     )
-    results.fleet[5][1] = timed(14.0)  # median 13.6: 1.31x
+    results.fleet[5][1] = FleetDeploy(timed(14.0))  # median 13.6: 1.31x
     assert verdicts(results)["5 hosts"][1] is False
 
 
@@ -538,10 +548,10 @@ def test_the_cpu_table_has_a_row_per_run_read_with_shares() -> None:
 
 def test_the_fleet_table_gives_each_size_its_deploys_median_ratio_and_cpu() -> None:
     results = Results("now")
-    results.fleet = {1: [timed(10.0), timed(10.4), timed(9.0)], 5: [timed(13.5), timed(14.0, rc=2)]}
     one = cpu_split({cpu.OTHER: 2.5, "container melk-bench-N": 1.0, cpu.NESTED: 0.2}, 2.5, 10.0, 2)
     five = cpu_split({cpu.OTHER: 6.0, "container melk-bench-N": 6.0, cpu.NESTED: 1.0}, 6.0, 13.5, 2)
-    results.fleet_cpu = {1: [one, one, one], 5: [five, five]}
+    runs = {1: [timed(10.0), timed(10.4), timed(9.0)], 5: [timed(13.5), timed(14.0, rc=2)]}
+    results.fleet = fleet(runs, {1: one, 5: five})
     lines = fleet_table(results, cores=2)
     assert lines[2:] == [
         # 16.3 of the 20 core-s the cores had while it was read
@@ -549,8 +559,24 @@ def test_the_fleet_table_gives_each_size_its_deploys_median_ratio_and_cpu() -> N
         # the median of two is their mean: 13.75 s; idle 14 of 27 core-s
         "| 5 | 13.5, 14.0 (exit 2) s | 13.8 s | 1.38 | 6.0 | 7.0 | 52% |",
     ]
-    results.fleet_cpu = {}
+    results.fleet = fleet(runs)  # the CPU not read
     assert (
         fleet_table(results, cores=2)[2]
         == "| 1 | 10.0, 10.4, 9.0 s | 10.0 s | 1.00 | n/a | n/a | n/a |"
     )
+
+
+def test_the_json_keeps_each_fleet_deploy_with_its_own_cpu() -> None:
+    results = Results("now")
+    results.measures = all_runs()
+    one = {"ansible": 2.5, "idle": 16.0}
+    results.fleet = {
+        1: [FleetDeploy(timed(10.0), one), FleetDeploy(timed(9.0))],  # the second not read
+        5: [FleetDeploy(timed(13.0, rc=2), {"ansible": 6.0})],
+    }
+    fleet = to_json(results)["fleet"]
+    assert {n: [(d["seconds"], d["rc"], d["cpu"]) for d in ds] for n, ds in fleet.items()} == {
+        "1": [(10.0, 0, one), (9.0, 0, {})],
+        "5": [(13.0, 2, {"ansible": 6.0})],
+    }
+    assert to_json(results)["fleet_ratio_of_medians"] is None  # a five-host deploy failed
