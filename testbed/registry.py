@@ -33,10 +33,49 @@ from testbed import STATE_DIR, TestbedError, log
 NAME = os.environ.get("MELK_REGISTRY_NAME") or "registry"
 
 
-def default_port(name: str) -> int:
-    """A port of this checkout's and registry's own (5100-5899), so they do not collide."""
-    digest = hashlib.sha256(f"{STATE_DIR}:{name}".encode()).digest()
-    return 5100 + int.from_bytes(digest[:2], "big") % 800
+# The registries `make test` runs side by side: the default one (demo, bench, the
+# main e2e lane) and each lane's MELK_REGISTRY_NAME, each with a '-auth' twin
+# (authenticated()). A checkout has a block of ports with a slot for each of them,
+# so they cannot collide; a port hashed from each name collided for some checkout
+# paths (two lanes given 5260, and the second's tests failed at setup).
+SUITE_REGISTRIES = (
+    "registry",
+    "registry-docs",
+    "registry-edge",
+    "registry-extra",
+    "registry-tls",
+    "registry-fleet",
+    "registry-faults",
+)
+AUTH_SUFFIX = "-auth"
+FIRST_PORT = 5100
+BLOCK = 16  # ports per checkout: 7 registries and their twins, 2 spare
+BLOCKS = 50  # 5100-5899
+
+
+def _hashed(text: str, modulo: int) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:2], "big") % modulo
+
+
+def checkout_block(state_dir: Path | str) -> int:
+    """The first port of a checkout's block (each checkout has one of BLOCKS)."""
+    return FIRST_PORT + _hashed(str(state_dir), BLOCKS) * BLOCK
+
+
+def default_port(name: str, state_dir: Path | str = STATE_DIR) -> int:
+    """A port of this checkout's and registry's own (5100-5899). The suites' registries
+    and their twins each have a slot of the checkout's block; any other name a hashed
+    port outside that block (two such names may share one: set MELK_REGISTRY_PORT)."""
+    base = checkout_block(state_dir)
+    stem = name.removesuffix(AUTH_SUFFIX)
+    if stem in SUITE_REGISTRIES:
+        twin = len(SUITE_REGISTRIES) if name != stem else 0
+        return base + SUITE_REGISTRIES.index(stem) + twin
+    span = BLOCK * BLOCKS
+    port = _hashed(f"{state_dir}:{name}", span)
+    if base <= FIRST_PORT + port < base + BLOCK:
+        port = (port + BLOCK) % span
+    return FIRST_PORT + port
 
 
 PORT = int(os.environ.get("MELK_REGISTRY_PORT") or default_port(NAME))
