@@ -328,7 +328,7 @@ def fleet_table(results: Results, cores: int) -> list[str]:
     one = median_seconds(results.fleet_runs(1))
     found = []
     for n, deploys in sorted(results.fleet.items()):
-        runs = [d.run for d in deploys]
+        runs = results.fleet_runs(n)
         mid = median_seconds(runs)
         # the idle share of what the cores had while it was read (all parts together)
         used = [
